@@ -1,0 +1,141 @@
+// drover's build.
+//
+//   zig build                         the agent, zig-out/bin/drover (Debug)
+//   zig build -Doptimize=ReleaseFast  for benchmarks
+//   zig build test                    builds and runs the C unit tests
+//   zig build test -Dsanitize=true    the same under AddressSanitizer (with
+//                                     leak detection) and UndefinedBehaviorSanitizer
+//
+// Zig ships no ASan runtime, so the sanitizer build links Debian's
+// libclang_rt.asan (libclang-rt-22-dev, the LLVM that Zig's clang is) first.
+const std = @import("std");
+
+// The core: everything in src/ except main.c.
+const core_sources = [_][]const u8{
+    "src/agent.c",
+    "src/buf.c",
+    "src/checkpoint.c",
+    "src/chunk.c",
+    "src/clock.c",
+    "src/config.c",
+    "src/http_server.c",
+    "src/json.c",
+    "src/log.c",
+    "src/metrics.c",
+    "src/registry.c",
+};
+
+// In-tree plugins (registered in src/registry.c).
+const plugin_sources = [_][]const u8{
+    "plugins/inputs/tail/tail.c",
+    "plugins/inputs/tail/tail_file.c",
+    "plugins/inputs/tail/cri.c",
+    "plugins/inputs/tail/docker.c",
+    "plugins/inputs/tail/join.c",
+    "plugins/outputs/file/file.c",
+    "plugins/outputs/null/null.c",
+    "plugins/outputs/stdout/stdout.c",
+    "plugins/outputs/ndjson.c",
+};
+
+const unit_test_sources = [_][]const u8{
+    "tests/unit/main.c",
+    "tests/unit/test_chunk.c",
+    "tests/unit/test_config.c",
+    "tests/unit/test_formats.c",
+    "tests/unit/test_join.c",
+    "tests/unit/test_checkpoint.c",
+    "tests/unit/test_metrics.c",
+    "tests/unit/test_json.c",
+    "tests/unit/test_sanitizer.c",
+};
+
+const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib" };
+
+const asan_runtime = "/usr/lib/llvm-22/lib/clang/22/lib/linux/libclang_rt.asan-x86_64.so";
+const asan_dir = "/usr/lib/llvm-22/lib/clang/22/lib/linux";
+
+const version = "0.1.0";
+
+pub fn build(b: *std.Build) void {
+    const target = b.standardTargetOptions(.{});
+    const optimize = b.standardOptimizeOption(.{});
+    const sanitize = b.option(bool, "sanitize", "AddressSanitizer + UndefinedBehaviorSanitizer") orelse false;
+
+    var flags: std.ArrayList([]const u8) = .empty;
+    flags.appendSlice(b.allocator, &.{
+        "-std=c17",
+        "-D_GNU_SOURCE",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wno-unused-parameter",
+        "-fno-strict-aliasing",
+        "-DDROVER_VERSION=\"" ++ version ++ "\"",
+    }) catch @panic("OOM");
+    if (sanitize) {
+        flags.appendSlice(b.allocator, &.{ "-fsanitize=address", "-fno-omit-frame-pointer" }) catch @panic("OOM");
+    }
+
+    const exe = b.addExecutable(.{
+        .name = "drover",
+        .root_module = makeModule(b, target, optimize, sanitize),
+    });
+    addSources(b, exe.root_module, &core_sources, flags.items);
+    addSources(b, exe.root_module, &plugin_sources, flags.items);
+    addSources(b, exe.root_module, &.{"src/main.c"}, flags.items);
+    b.installArtifact(exe);
+
+    const unit = b.addExecutable(.{
+        .name = "drover-unit",
+        .root_module = makeModule(b, target, optimize, sanitize),
+    });
+    addSources(b, unit.root_module, &core_sources, flags.items);
+    addSources(b, unit.root_module, &plugin_sources, flags.items);
+    addSources(b, unit.root_module, &unit_test_sources, flags.items);
+    unit.root_module.addIncludePath(b.path("tests/unit"));
+    const install_unit = b.addInstallArtifact(unit, .{});
+
+    const run_unit = b.addRunArtifact(unit);
+    run_unit.setCwd(b.path("."));
+    if (sanitize) {
+        run_unit.setEnvironmentVariable("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:halt_on_error=1");
+        run_unit.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+        run_unit.setEnvironmentVariable("ASAN_SYMBOLIZER_PATH", "/usr/bin/addr2line");
+    }
+    run_unit.addPassthruArgs();
+    run_unit.has_side_effects = true;
+    const test_step = b.step("test", "Build and run the C unit tests");
+    test_step.dependOn(&install_unit.step);
+    test_step.dependOn(&run_unit.step);
+
+    const unit_step = b.step("unit", "Build the unit-test binary only");
+    unit_step.dependOn(&install_unit.step);
+}
+
+fn makeModule(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode, sanitize: bool) *std.Build.Module {
+    const m = b.createModule(.{
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+        // UBSan comes through Zig's own runtime in every sanitized build;
+        // release builds do without it.
+        .sanitize_c = if (sanitize) .full else if (optimize == .debug) .full else .off,
+        .omit_frame_pointer = false,
+    });
+    if (sanitize) {
+        // The ASan runtime must come first among the linked libraries.
+        m.addObjectFile(.{ .cwd_relative = asan_runtime });
+        m.addRPath(.{ .cwd_relative = asan_dir });
+    }
+    m.addIncludePath(b.path("include"));
+    m.addIncludePath(b.path("src"));
+    for (system_libs) |lib| m.linkSystemLibrary(lib, .{ .use_pkg_config = .force });
+    m.linkSystemLibrary("m", .{});
+    return m;
+}
+
+fn addSources(b: *std.Build, m: *std.Build.Module, files: []const []const u8, flags: []const []const u8) void {
+    _ = b;
+    m.addCSourceFiles(.{ .files = files, .flags = flags });
+}
