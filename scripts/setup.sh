@@ -7,7 +7,7 @@ ZIG_VERSION=0.17.1
 DEB_PACKAGES=(
   pkg-config libuv1-dev libcurl4-openssl-dev librdkafka-dev libzstd-dev
   libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libyaml-dev libpcre2-dev
-  zlib1g-dev libdeflate-dev libssl-dev libclang-rt-22-dev time
+  zlib1g-dev libdeflate-dev libssl-dev libclang-rt-22-dev time clang-format
 )
 
 missing=()

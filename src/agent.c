@@ -1,1 +1,1050 @@
-/* placeholder until implemented */
+/*
+ * The agent: one loaded configuration and its running pipeline.
+ *
+ * Life of a chunk:
+ *
+ *   input --dr_input_emit--> filters (in config order, those whose match
+ *   selects the input) --> one queue entry (dr_flush) per routed output
+ *   --dispatch--> plugin flush --dr_output_done--> release
+ *
+ * The chunk holds one reference per queue entry; when the last output is
+ * done with it, its acknowledgement runs and the input may move its
+ * checkpoint past it. Nothing is acknowledged early, so a crash at any point
+ * leaves the data in its source.
+ *
+ * Bounds: each output counts the bytes of the chunks queued for it
+ * (delivered or not yet). An input may emit only while every output it feeds
+ * is below its queue_max_bytes; otherwise it waits, and is resumed when those
+ * queues drain below half. So memory is bounded by the sum of the output
+ * queue bounds plus one read per input, whatever the backlog.
+ *
+ * Everything here runs on the loop thread.
+ */
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "config.h"
+#include "metrics.h"
+
+/* ---- instances ------------------------------------------------------------ */
+
+typedef struct dr_node dr_node;
+typedef struct dr_output_rt dr_output_rt;
+
+/* Common keys of every instance (filled by dr_cfg_apply). */
+typedef struct common_conf {
+    char *name;
+    char *type;
+    dr_strlist match;
+    uint64_t queue_max_bytes;
+    int64_t retry_min_ms;
+    int64_t retry_max_ms;
+    int64_t max_inflight;
+} common_conf;
+
+struct dr_flush {
+    dr_flush *next;
+    dr_output_rt *out;
+    dr_chunk *chunk;
+    size_t bytes;
+    uint32_t attempts;
+    bool inflight;
+};
+
+struct dr_output_rt {
+    uint64_t queue_max_bytes;
+    int64_t retry_min_ms, retry_max_ms;
+    int max_inflight;
+    dr_flush *head, *tail; /* FIFO: in-flight entries first, then waiting ones */
+    size_t queued_bytes;   /* every entry, in flight or waiting */
+    size_t queued_chunks;
+    int inflight;
+    bool retry_pending; /* the retry timer is armed: dispatch waits for it */
+    int64_t backoff_ms;
+    uv_timer_t retry_timer;
+    dr_counter *retries, *dropped_abandoned;
+    dr_gauge *g_queue_bytes, *g_queue_chunks, *g_oldest_age;
+};
+
+struct dr_node {
+    dr_instance inst; /* first: dr_instance * and dr_node * convert */
+    dr_plugin_kind kind;
+    common_conf common;
+    bool started;
+    bool stopped;
+    /* inputs */
+    dr_output_rt **routes; /* outputs fed by this input */
+    size_t nroutes;
+    dr_node **filters; /* filters applied to this input, in order */
+    size_t nfilters;
+    bool waiting; /* may_emit said no; resume when room frees */
+    bool drained;
+    /* outputs */
+    dr_output_rt out;
+};
+
+struct dr_agent {
+    uv_loop_t *loop;
+    dr_metrics *metrics;
+    dr_cfg_doc *doc;
+    dr_agent_conf conf;
+    bool oneshot;
+    dr_node **nodes; /* inputs, filters and outputs in config order */
+    size_t nnodes;
+    bool running;
+    bool shutting_down;
+    uv_idle_t pump; /* dispatches queued entries on the next loop turn */
+    bool pump_active;
+    uv_timer_t grace_timer;
+    uv_timer_t oneshot_timer;
+    int handles_open;
+    dr_agent_cb finished_cb, shutdown_cb;
+    void *finished_ctx, *shutdown_ctx;
+    dr_counter *dropped_no_route;
+};
+
+static dr_node *node_of(dr_instance *inst)
+{
+    return (dr_node *)inst;
+}
+
+/* ---- option tables --------------------------------------------------------- */
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+const dr_option dr_agent_options[] = {
+    {"data_dir", DR_OPT_STRING, offsetof(dr_agent_conf, data_dir), "/var/lib/drover", 0, NULL, 0, 0,
+     "Directory for checkpoints and other state. Created if missing."},
+    {"node_name", DR_OPT_STRING, offsetof(dr_agent_conf, node_name), NULL, 0, NULL, 0, 0,
+     "Name of the node the agent runs on. Default: the NODE_NAME environment variable, "
+     "else the host name."},
+    {"http.listen", DR_OPT_STRING, offsetof(dr_agent_conf, http_listen), "127.0.0.1:2020", 0, NULL,
+     0, 0,
+     "Address of the agent's own HTTP server (/metrics, /healthz, /readyz) as host:port; "
+     "port 0 picks a free port; \"off\" disables the server."},
+    {"log_level", DR_OPT_ENUM, offsetof(dr_agent_conf, log_level), "info", 0, log_levels, 0, 0,
+     "Least severe level of the agent's own log: debug, info, warn or error."},
+    {"grace_period", DR_OPT_DURATION, offsetof(dr_agent_conf, grace_period_ms), "5s", 0, NULL, 0,
+     3600000,
+     "On SIGTERM, SIGINT or a reload: how long outputs may take to deliver what is queued. "
+     "What is left is not checkpointed and is read again on the next start."},
+    {0},
+};
+
+#define COMMON_NAME                                                                                \
+    {                                                                                              \
+        "name", DR_OPT_STRING, offsetof(common_conf, name), NULL, 0, NULL, 0, 0,                   \
+            "Instance name, unique across the configuration; used by match and as the `name` "     \
+            "label "                                                                               \
+            "of the self-metrics. Default: the type followed by its position, such as tail.0."     \
+    }
+#define COMMON_TYPE                                                                                \
+    {                                                                                              \
+        "type", DR_OPT_STRING, offsetof(common_conf, type), NULL, DR_OPT_REQUIRED, NULL, 0, 0,     \
+            "The plugin."                                                                          \
+    }
+#define COMMON_MATCH                                                                               \
+    {                                                                                              \
+        "match", DR_OPT_STRLIST, offsetof(common_conf, match), "*", 0, NULL, 0, 0,                 \
+            "Names of the inputs whose records this instance takes: one or a list of glob "        \
+            "patterns."                                                                            \
+    }
+
+const dr_option dr_common_input_options[] = {COMMON_NAME, COMMON_TYPE, {0}};
+const dr_option dr_common_filter_options[] = {COMMON_NAME, COMMON_TYPE, COMMON_MATCH, {0}};
+const dr_option dr_common_output_options[] = {
+    COMMON_NAME,
+    COMMON_TYPE,
+    COMMON_MATCH,
+    {"queue_max_bytes", DR_OPT_SIZE, offsetof(common_conf, queue_max_bytes), "8MiB", 0, NULL, 4096,
+     (int64_t)1 << 40,
+     "Bound of the bytes queued for this output (records taken and not yet delivered). When "
+     "it is reached the inputs that feed it stop reading until it drains below half."},
+    {"max_inflight", DR_OPT_INT, offsetof(common_conf, max_inflight), "4", 0, NULL, 1, 1024,
+     "Chunks handed to the output at once."},
+    {"retry_min", DR_OPT_DURATION, offsetof(common_conf, retry_min_ms), "1s", 0, NULL, 1, 3600000,
+     "First wait before retrying a failed delivery; doubled after each failure."},
+    {"retry_max", DR_OPT_DURATION, offsetof(common_conf, retry_max_ms), "60s", 0, NULL, 1, 86400000,
+     "Longest wait between retries. Each wait is drawn at random up to the current "
+     "bound (full jitter)."},
+    {0},
+};
+
+static const char *const common_input_keys[] = {"name", "type", NULL};
+static const char *const common_filter_keys[] = {"name", "type", "match", NULL};
+static const char *const common_output_keys[] = {
+    "name", "type", "match", "queue_max_bytes", "max_inflight", "retry_min", "retry_max", NULL};
+
+/* ---- self-metrics helpers ------------------------------------------------------ */
+
+dr_counter *dr_counter_new(dr_instance *inst, const char *metric, const char *help,
+                           const char *label, const char *label_value)
+{
+    const char *labels[] = {"plugin", inst->plugin->name, "name", inst->name,
+                            label,    label_value,        NULL};
+    return dr_metrics_counter(inst->agent->metrics, metric, help, labels);
+}
+
+dr_gauge *dr_gauge_new(dr_instance *inst, const char *metric, const char *help, const char *label,
+                       const char *label_value)
+{
+    const char *labels[] = {"plugin", inst->plugin->name, "name", inst->name,
+                            label,    label_value,        NULL};
+    return dr_metrics_gauge(inst->agent->metrics, metric, help, labels);
+}
+
+void dr_count_drop(dr_instance *inst, const char *reason, uint64_t n)
+{
+    dr_counter *c = dr_counter_new(inst, "drover_dropped_records_total",
+                                   "Records dropped on purpose, by reason.", "reason", reason);
+    if (c)
+        dr_counter_add(c, n);
+}
+
+static void create_standard_metrics(dr_node *n)
+{
+    dr_instance *in = &n->inst;
+    if (n->kind == DR_INPUT) {
+        in->records_in = dr_counter_new(in, "drover_input_records_total",
+                                        "Records read by the input.", NULL, NULL);
+        in->bytes_in = dr_counter_new(in, "drover_input_bytes_total",
+                                      "Message bytes read by the input.", NULL, NULL);
+    }
+    if (n->kind == DR_OUTPUT) {
+        in->records_out = dr_counter_new(in, "drover_output_records_total",
+                                         "Records delivered by the output.", NULL, NULL);
+        in->bytes_out = dr_counter_new(in, "drover_output_bytes_total",
+                                       "Message bytes delivered by the output.", NULL, NULL);
+        dr_output_rt *o = &n->out;
+        o->retries = dr_counter_new(in, "drover_output_retries_total",
+                                    "Deliveries that failed and were retried.", NULL, NULL);
+        o->g_queue_bytes = dr_gauge_new(in, "drover_queue_bytes",
+                                        "Message bytes queued for the output.", NULL, NULL);
+        o->g_queue_chunks =
+            dr_gauge_new(in, "drover_queue_chunks", "Chunks queued for the output.", NULL, NULL);
+        o->g_oldest_age =
+            dr_gauge_new(in, "drover_queue_oldest_age_seconds",
+                         "Age of the oldest chunk queued for the output.", NULL, NULL);
+    }
+}
+
+/* Refreshes the queue gauges just before /metrics is rendered. */
+static void refresh_queue_gauges(void *ctx)
+{
+    dr_agent *a = ctx;
+    int64_t now = dr_mono_ns();
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind != DR_OUTPUT)
+            continue;
+        dr_output_rt *o = &n->out;
+        dr_gauge_set(o->g_queue_bytes, (double)o->queued_bytes);
+        dr_gauge_set(o->g_queue_chunks, (double)o->queued_chunks);
+        double age = o->head ? (double)(now - o->head->chunk->created_ns) / 1e9 : 0;
+        dr_gauge_set(o->g_oldest_age, age);
+    }
+}
+
+/* ---- accessors for plugins ------------------------------------------------------- */
+
+const char *dr_agent_data_dir(const dr_agent *a)
+{
+    return a->conf.data_dir;
+}
+
+const char *dr_agent_node_name(const dr_agent *a)
+{
+    return a->conf.node_name;
+}
+
+const dr_agent_conf *dr_agent_get_conf(const dr_agent *a)
+{
+    return &a->conf;
+}
+
+bool dr_agent_ready(const dr_agent *a)
+{
+    return a->running && !a->shutting_down;
+}
+
+/* ---- routing ---------------------------------------------------------------------- */
+
+static bool match_selects(const dr_strlist *match, const char *input_name)
+{
+    for (size_t i = 0; i < match->n; i++)
+        if (fnmatch(match->v[i], input_name, 0) == 0)
+            return true;
+    return false;
+}
+
+static int build_routes(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *in = a->nodes[i];
+        if (in->kind != DR_INPUT)
+            continue;
+        in->routes = calloc(a->nnodes, sizeof *in->routes);
+        in->filters = calloc(a->nnodes, sizeof *in->filters);
+        if (!in->routes || !in->filters)
+            return DR_ENOMEM;
+        for (size_t j = 0; j < a->nnodes; j++) {
+            dr_node *n = a->nodes[j];
+            if (n->kind == DR_OUTPUT && match_selects(&n->common.match, in->inst.name))
+                in->routes[in->nroutes++] = &n->out;
+            if (n->kind == DR_FILTER && match_selects(&n->common.match, in->inst.name))
+                in->filters[in->nfilters++] = n;
+        }
+        if (in->nroutes == 0)
+            dr_log(&in->inst, DR_LOG_WARN, "no output matches this input; its records are dropped",
+                   NULL);
+    }
+    return 0;
+}
+
+static void pump_start(dr_agent *a);
+
+bool dr_input_may_emit(const dr_instance *input)
+{
+    dr_node *in = node_of((dr_instance *)input);
+    if (in->inst.agent->shutting_down)
+        return false;
+    for (size_t i = 0; i < in->nroutes; i++) {
+        dr_output_rt *o = in->routes[i];
+        if (o->queued_bytes >= o->queue_max_bytes) {
+            in->waiting = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void enqueue(dr_output_rt *o, dr_chunk *c, size_t bytes)
+{
+    dr_flush *f = calloc(1, sizeof *f);
+    if (!f) {
+        /* Cannot queue: leave the chunk unacknowledged-as-delivered so its
+         * source keeps it; the input re-reads it after a restart. */
+        c->abandoned = true;
+        return;
+    }
+    dr_chunk_retain(c);
+    f->out = o;
+    f->chunk = c;
+    f->bytes = bytes;
+    if (o->tail)
+        o->tail->next = f;
+    else
+        o->head = f;
+    o->tail = f;
+    o->queued_bytes += bytes;
+    o->queued_chunks++;
+}
+
+static void count_live_records(const dr_chunk *c, uint64_t *recs, uint64_t *bytes)
+{
+    *recs = 0;
+    *bytes = 0;
+    for (uint32_t i = 0; i < c->nrecs; i++) {
+        if (c->recs[i].flags & DR_REC_DROPPED)
+            continue;
+        (*recs)++;
+        *bytes += c->recs[i].msg_len;
+    }
+}
+
+void dr_input_emit(dr_instance *input, dr_chunk *c)
+{
+    dr_node *in = node_of(input);
+    dr_agent *a = input->agent;
+    c->input = input;
+    c->bytes = dr_chunk_payload_bytes(c);
+    dr_counter_add(input->records_in, c->nrecs);
+    dr_counter_add(input->bytes_in, c->bytes);
+
+    for (size_t i = 0; i < in->nfilters; i++)
+        in->filters[i]->inst.plugin->filter(&in->filters[i]->inst, c);
+
+    if (in->nroutes == 0) {
+        uint64_t recs, bytes;
+        count_live_records(c, &recs, &bytes);
+        dr_counter_add(a->dropped_no_route, recs);
+    }
+    for (size_t i = 0; i < in->nroutes; i++)
+        enqueue(in->routes[i], c, c->bytes);
+    dr_chunk_release(c);
+    pump_start(a);
+}
+
+static void maybe_finish(dr_agent *a);
+static void finish_shutdown(dr_agent *a);
+
+/* Resumes the inputs that were waiting, once every queue they feed is
+ * below half of its bound. */
+static void resume_waiting_inputs(dr_agent *a)
+{
+    if (a->shutting_down)
+        return;
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *in = a->nodes[i];
+        if (in->kind != DR_INPUT || !in->waiting)
+            continue;
+        bool room = true;
+        for (size_t j = 0; j < in->nroutes; j++)
+            if (in->routes[j]->queued_bytes > in->routes[j]->queue_max_bytes / 2)
+                room = false;
+        if (room) {
+            in->waiting = false;
+            if (in->inst.plugin->resume)
+                in->inst.plugin->resume(&in->inst);
+        }
+    }
+}
+
+/* Removes an entry from its queue (it need not be the head) and drops its
+ * chunk reference. */
+static void release_entry(dr_flush *f)
+{
+    dr_output_rt *o = f->out;
+    dr_flush **pp = &o->head;
+    dr_flush *prev = NULL;
+    while (*pp && *pp != f) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = f->next;
+        if (o->tail == f)
+            o->tail = prev;
+    }
+    if (f->inflight)
+        o->inflight--;
+    o->queued_bytes -= f->bytes;
+    o->queued_chunks--;
+    dr_chunk *c = f->chunk;
+    free(f);
+    dr_chunk_release(c);
+}
+
+static dr_node *output_node(dr_output_rt *o)
+{
+    return (dr_node *)((char *)o - offsetof(dr_node, out));
+}
+
+static int64_t next_backoff(dr_output_rt *o)
+{
+    if (o->backoff_ms <= 0)
+        o->backoff_ms = o->retry_min_ms;
+    else if (o->backoff_ms < o->retry_max_ms)
+        o->backoff_ms = o->backoff_ms * 2 > o->retry_max_ms ? o->retry_max_ms : o->backoff_ms * 2;
+    /* full jitter: anywhere in [bound/2, bound] keeps some spacing */
+    int64_t half = o->backoff_ms / 2;
+    return half + (half > 0 ? (int64_t)(random() % (half + 1)) : 0);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    dr_output_rt *o = t->data;
+    o->retry_pending = false;
+    pump_start(output_node(o)->inst.agent);
+}
+
+void dr_output_done(dr_flush *f, dr_result res, const char *reason)
+{
+    dr_output_rt *o = f->out;
+    dr_node *n = output_node(o);
+    dr_agent *a = n->inst.agent;
+    if (res == DR_RETRY && !a->shutting_down) {
+        /* Back to waiting at the head; the timer lets dispatch go again. */
+        f->inflight = false;
+        o->inflight--;
+        f->attempts++;
+        dr_counter_add(o->retries, 1);
+        if (!o->retry_pending) {
+            o->retry_pending = true;
+            uv_timer_start(&o->retry_timer, on_retry_timer, (uint64_t)next_backoff(o), 0);
+        }
+        return;
+    }
+    uint64_t recs, bytes;
+    count_live_records(f->chunk, &recs, &bytes);
+    if (res == DR_DELIVERED) {
+        o->backoff_ms = 0;
+        dr_counter_add(n->inst.records_out, recs);
+        dr_counter_add(n->inst.bytes_out, bytes);
+    } else if (res == DR_DROP) {
+        dr_count_drop(&n->inst, reason ? reason : "rejected", recs);
+    } else {
+        /* DR_RETRY while shutting down: give it back to its source. */
+        f->chunk->abandoned = true;
+    }
+    release_entry(f);
+    resume_waiting_inputs(a);
+    pump_start(a);
+    maybe_finish(a);
+}
+
+/* Hands waiting entries to an output, oldest first, up to max_inflight.
+ * A flush may call dr_output_done before returning, which may free the
+ * entry, so the scan starts again from the head each time. */
+static void dispatch_output(dr_node *n)
+{
+    dr_output_rt *o = &n->out;
+    while (!o->retry_pending && o->inflight < o->max_inflight) {
+        dr_flush *f = o->head;
+        while (f && f->inflight)
+            f = f->next;
+        if (!f)
+            return;
+        f->inflight = true;
+        o->inflight++;
+        n->inst.plugin->flush(&n->inst, f->chunk, f);
+    }
+}
+
+static void dispatch(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_OUTPUT && n->started && !n->stopped)
+            dispatch_output(n);
+    }
+}
+
+static bool queues_have_waiting(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind != DR_OUTPUT || n->stopped || n->out.retry_pending)
+            continue;
+        for (dr_flush *f = n->out.head; f; f = f->next)
+            if (!f->inflight && n->out.inflight < n->out.max_inflight)
+                return true;
+    }
+    return false;
+}
+
+static void on_pump(uv_idle_t *h)
+{
+    dr_agent *a = h->data;
+    dispatch(a);
+    if (!queues_have_waiting(a)) {
+        uv_idle_stop(&a->pump);
+        a->pump_active = false;
+    }
+}
+
+static void pump_start(dr_agent *a)
+{
+    if (!a->pump_active && a->running) {
+        uv_idle_start(&a->pump, on_pump);
+        a->pump_active = true;
+    }
+}
+
+/* ---- oneshot completion ------------------------------------------------------------- */
+
+static bool all_inputs_drained(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++)
+        if (a->nodes[i]->kind == DR_INPUT && !a->nodes[i]->drained)
+            return false;
+    return true;
+}
+
+static bool all_queues_empty(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++)
+        if (a->nodes[i]->kind == DR_OUTPUT && a->nodes[i]->out.head)
+            return false;
+    return true;
+}
+
+/* Runs on a zero timer rather than inside the callback that made the
+ * change, so that no plugin is stopped or destroyed while one of its own
+ * callbacks is still on the stack. */
+static void on_finish_check(uv_timer_t *t)
+{
+    dr_agent *a = t->data;
+    if (a->shutting_down) {
+        if (all_queues_empty(a))
+            finish_shutdown(a);
+        return;
+    }
+    if (a->finished_cb && all_inputs_drained(a) && all_queues_empty(a)) {
+        dr_agent_cb cb = a->finished_cb;
+        a->finished_cb = NULL;
+        cb(a, a->finished_ctx);
+    }
+}
+
+void dr_input_drained(dr_instance *input)
+{
+    dr_node *in = node_of(input);
+    in->drained = true;
+    maybe_finish(input->agent);
+}
+
+void dr_agent_on_finished(dr_agent *a, dr_agent_cb cb, void *ctx)
+{
+    a->finished_cb = cb;
+    a->finished_ctx = ctx;
+}
+
+/* ---- shutdown ------------------------------------------------------------------------ */
+
+static void abandon_waiting_entries(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind != DR_OUTPUT)
+            continue;
+        dr_flush *f = n->out.head;
+        while (f) {
+            dr_flush *next = f->next;
+            if (!f->inflight) {
+                f->chunk->abandoned = true;
+                release_entry(f);
+            }
+            f = next;
+        }
+    }
+}
+
+static void stop_outputs(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_OUTPUT && n->started && !n->stopped) {
+            n->stopped = true;
+            if (n->inst.plugin->stop)
+                n->inst.plugin->stop(&n->inst);
+        }
+    }
+}
+
+static void on_grace_timeout(uv_timer_t *t)
+{
+    dr_agent *a = t->data;
+    dr_log_core(DR_LOG_WARN, "grace period over; undelivered records stay in their sources", NULL);
+    abandon_waiting_entries(a);
+    stop_outputs(a);
+    finish_shutdown(a);
+}
+
+static void maybe_finish(dr_agent *a)
+{
+    if (!a->running)
+        return;
+    if (a->shutting_down || (a->finished_cb && all_inputs_drained(a) && all_queues_empty(a)))
+        uv_timer_start(&a->oneshot_timer, on_finish_check, 0, 0);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    dr_agent *a = h->data;
+    if (--a->handles_open == 0 && a->shutdown_cb) {
+        dr_agent_cb cb = a->shutdown_cb;
+        a->shutdown_cb = NULL;
+        cb(a, a->shutdown_ctx);
+    }
+}
+
+static void destroy_plugins(dr_agent *a)
+{
+    /* Outputs and filters first; inputs last, since acknowledgements of
+     * released chunks call into them. */
+    for (size_t pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < a->nnodes; i++) {
+            dr_node *n = a->nodes[i];
+            bool is_input = n->kind == DR_INPUT;
+            if ((pass == 0) == is_input || !n->inst.state)
+                continue;
+            if (n->inst.plugin->destroy)
+                n->inst.plugin->destroy(&n->inst);
+            n->inst.state = NULL;
+        }
+    }
+}
+
+static void finish_shutdown(dr_agent *a)
+{
+    if (!a->running)
+        return;
+    stop_outputs(a);
+    /* Outputs must have finished everything in flight by now; anything still
+     * queued is given back to its source. */
+    abandon_waiting_entries(a);
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_OUTPUT)
+            while (n->out.head) {
+                n->out.head->chunk->abandoned = true;
+                release_entry(n->out.head);
+            }
+    }
+    a->running = false;
+    uv_timer_stop(&a->grace_timer);
+    destroy_plugins(a);
+    /* close the agent's own handles; shutdown_cb runs when all are closed */
+    a->handles_open = 3;
+    uv_close((uv_handle_t *)&a->pump, on_handle_closed);
+    uv_close((uv_handle_t *)&a->grace_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&a->oneshot_timer, on_handle_closed);
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_OUTPUT) {
+            a->handles_open++;
+            n->out.retry_timer.data = a;
+            uv_close((uv_handle_t *)&n->out.retry_timer, on_handle_closed);
+        }
+    }
+}
+
+void dr_agent_shutdown(dr_agent *a, dr_agent_cb cb, void *ctx)
+{
+    a->shutdown_cb = cb;
+    a->shutdown_ctx = ctx;
+    if (!a->running) {
+        a->shutdown_cb = NULL;
+        cb(a, ctx);
+        return;
+    }
+    if (a->shutting_down)
+        return;
+    a->shutting_down = true;
+    dr_metrics_remove_hook(a->metrics, refresh_queue_gauges, a);
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_INPUT && n->started && !n->stopped) {
+            n->stopped = true;
+            if (n->inst.plugin->stop)
+                n->inst.plugin->stop(&n->inst);
+        }
+    }
+    /* Retries wait no longer: one more attempt each, now. */
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_OUTPUT && n->out.retry_pending) {
+            uv_timer_stop(&n->out.retry_timer);
+            n->out.retry_pending = false;
+        }
+    }
+    if (all_queues_empty(a)) {
+        finish_shutdown(a);
+        return;
+    }
+    uv_timer_start(&a->grace_timer, on_grace_timeout, (uint64_t)a->conf.grace_period_ms, 0);
+    pump_start(a);
+}
+
+/* ---- building the pipeline ------------------------------------------------------------ */
+
+static const char *kind_name(dr_plugin_kind k)
+{
+    return k == DR_INPUT ? "input" : k == DR_FILTER ? "filter" : "output";
+}
+
+static void node_free(dr_node *n)
+{
+    if (!n)
+        return;
+    if (n->inst.conf) {
+        dr_cfg_free_conf(n->inst.plugin->options, n->inst.conf);
+        free(n->inst.conf);
+    }
+    const dr_option *common = n->kind == DR_INPUT    ? dr_common_input_options
+                              : n->kind == DR_FILTER ? dr_common_filter_options
+                                                     : dr_common_output_options;
+    dr_cfg_free_conf(common, &n->common);
+    free(n->inst.name);
+    free(n->routes);
+    free(n->filters);
+    free(n);
+}
+
+/* Parses one entry of inputs/filters/outputs into a node. */
+static dr_node *node_from_config(dr_agent *a, dr_plugin_kind kind, const dr_cfg_node *item,
+                                 const char *path, size_t index, dr_cfg_errors *errs)
+{
+    if (item->type != DR_CFG_MAP) {
+        dr_cfg_error(errs, item, path, "expected a map with at least `type`");
+        return NULL;
+    }
+    dr_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->kind = kind;
+    const dr_option *common = kind == DR_INPUT    ? dr_common_input_options
+                              : kind == DR_FILTER ? dr_common_filter_options
+                                                  : dr_common_output_options;
+    /* Common keys first, ignoring the plugin's own keys for now. */
+    const dr_cfg_node *type_node = dr_cfg_get(item, "type");
+    if (!type_node || type_node->type != DR_CFG_SCALAR) {
+        dr_cfg_error(errs, item, path, "`type` is required");
+        free(n);
+        return NULL;
+    }
+    const dr_plugin *p = dr_plugin_find(type_node->str);
+    if (!p || p->kind != kind) {
+        dr_buf known = {0};
+        for (size_t i = 0; i < dr_plugin_count(); i++)
+            if (dr_plugin_at(i)->kind == kind)
+                dr_buf_printf(&known, "%s%s", known.len ? ", " : "", dr_plugin_at(i)->name);
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s.type", path);
+        dr_cfg_error(errs, type_node, sub, "unknown %s plugin \"%s\" (known: %s)", kind_name(kind),
+                     type_node->str, known.p ? known.p : "none");
+        dr_buf_free(&known);
+        free(n);
+        return NULL;
+    }
+    n->inst.plugin = p;
+    n->inst.agent = a;
+    n->inst.loop = a->loop;
+    n->inst.oneshot = a->oneshot;
+    /* keys the plugin does not know are errors, except the common ones */
+    const char *const *common_keys = kind == DR_INPUT    ? common_input_keys
+                                     : kind == DR_FILTER ? common_filter_keys
+                                                         : common_output_keys;
+    int nerr = 0;
+    /* Apply common keys: every other key belongs to the plugin. Build the
+     * list of the plugin's keys to pass as extra keys. */
+    size_t nopts = 0;
+    while (p->options && p->options[nopts].name)
+        nopts++;
+    const char **plugin_keys = calloc(nopts + 1, sizeof *plugin_keys);
+    if (!plugin_keys) {
+        free(n);
+        return NULL;
+    }
+    for (size_t i = 0; i < nopts; i++)
+        plugin_keys[i] = p->options[i].name;
+    nerr += dr_cfg_apply(common, item, &n->common, path, plugin_keys, errs);
+    free(plugin_keys);
+    n->inst.conf = calloc(1, p->conf_size ? p->conf_size : 1);
+    if (!n->inst.conf) {
+        node_free(n);
+        return NULL;
+    }
+    nerr += dr_cfg_apply(p->options, item, n->inst.conf, path, common_keys, errs);
+    if (n->common.name) {
+        n->inst.name = strdup(n->common.name);
+    } else {
+        char def[128];
+        snprintf(def, sizeof def, "%s.%zu", p->name, index);
+        n->inst.name = strdup(def);
+    }
+    if (nerr || !n->inst.name) {
+        node_free(n);
+        return NULL;
+    }
+    if (kind == DR_OUTPUT) {
+        n->out.queue_max_bytes = n->common.queue_max_bytes;
+        n->out.max_inflight = (int)n->common.max_inflight;
+        n->out.retry_min_ms = n->common.retry_min_ms;
+        n->out.retry_max_ms = n->common.retry_max_ms;
+        if (n->out.retry_max_ms < n->out.retry_min_ms) {
+            dr_cfg_error(errs, item, path, "retry_max is shorter than retry_min");
+            node_free(n);
+            return NULL;
+        }
+    }
+    return n;
+}
+
+static int load_section(dr_agent *a, const dr_cfg_node *root, const char *key, dr_plugin_kind kind,
+                        dr_cfg_errors *errs)
+{
+    const dr_cfg_node *list = dr_cfg_get(root, key);
+    if (!list || list->type == DR_CFG_NULL)
+        return 0;
+    if (list->type != DR_CFG_SEQ) {
+        dr_cfg_error(errs, list, key, "expected a list");
+        return 1;
+    }
+    int bad = 0;
+    for (size_t i = 0; i < list->n; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s[%zu]", key, i);
+        dr_node *n = node_from_config(a, kind, list->items[i], path, i, errs);
+        if (!n) {
+            bad++;
+            continue;
+        }
+        a->nodes[a->nnodes++] = n;
+    }
+    return bad;
+}
+
+static void check_unique_names(dr_agent *a, const dr_cfg_node *root, dr_cfg_errors *errs)
+{
+    for (size_t i = 0; i < a->nnodes; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(a->nodes[i]->inst.name, a->nodes[j]->inst.name) == 0)
+                dr_cfg_error(errs, root, "", "two instances are named \"%s\"",
+                             a->nodes[i]->inst.name);
+}
+
+static size_t count_entries(const dr_cfg_node *root, const char *key)
+{
+    const dr_cfg_node *l = dr_cfg_get(root, key);
+    return l && l->type == DR_CFG_SEQ ? l->n : 0;
+}
+
+static void check_top_level_keys(const dr_cfg_node *root, dr_cfg_errors *errs)
+{
+    static const char *const known[] = {"agent", "inputs", "filters", "outputs", NULL};
+    for (size_t i = 0; i < root->n; i++) {
+        const char *k = root->pairs[i].key->str;
+        bool ok = false;
+        for (size_t j = 0; known[j]; j++)
+            if (strcmp(k, known[j]) == 0)
+                ok = true;
+        if (!ok)
+            dr_cfg_error(errs, root->pairs[i].key, k,
+                         "unknown section (expected agent, inputs, filters or outputs)");
+    }
+}
+
+static int init_plugins(dr_agent *a, dr_cfg_errors *errs)
+{
+    int bad = 0;
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (!n->inst.plugin->init)
+            continue;
+        dr_error err = {{0}};
+        if (n->inst.plugin->init(&n->inst, &err) < 0) {
+            char sub[160];
+            snprintf(sub, sizeof sub, "%s %s", kind_name(n->kind), n->inst.name);
+            char *m = NULL;
+            size_t len = strlen(sub) + strlen(err.msg) + 8;
+            m = malloc(len);
+            if (m) {
+                snprintf(m, len, "%s: %s", sub, err.msg[0] ? err.msg : "failed to initialise");
+                if (errs->n < DR_CFG_MAX_ERRORS)
+                    errs->msg[errs->n++] = m;
+                else {
+                    errs->dropped++;
+                    free(m);
+                }
+            }
+            bad++;
+        }
+    }
+    return bad;
+}
+
+dr_agent *dr_agent_create(uv_loop_t *loop, dr_metrics *metrics, const char *config_path,
+                          bool oneshot, dr_cfg_errors *errs)
+{
+    dr_agent *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->loop = loop;
+    a->metrics = metrics;
+    a->oneshot = oneshot;
+    a->doc = dr_cfg_load(config_path, errs);
+    if (!a->doc) {
+        dr_agent_free(a);
+        return NULL;
+    }
+    const dr_cfg_node *root = dr_cfg_root(a->doc);
+    size_t before = errs->n + errs->dropped;
+    check_top_level_keys(root, errs);
+    dr_cfg_apply(dr_agent_options, dr_cfg_get(root, "agent"), &a->conf, "agent", NULL, errs);
+    size_t total = count_entries(root, "inputs") + count_entries(root, "filters") +
+                   count_entries(root, "outputs");
+    a->nodes = calloc(total + 1, sizeof *a->nodes);
+    if (!a->nodes) {
+        dr_agent_free(a);
+        return NULL;
+    }
+    load_section(a, root, "inputs", DR_INPUT, errs);
+    load_section(a, root, "filters", DR_FILTER, errs);
+    load_section(a, root, "outputs", DR_OUTPUT, errs);
+    check_unique_names(a, root, errs);
+    if (count_entries(root, "inputs") == 0)
+        dr_cfg_error(errs, root, "inputs", "at least one input is required");
+    if (errs->n + errs->dropped > before) {
+        dr_agent_free(a);
+        return NULL;
+    }
+    if (!a->conf.node_name) {
+        const char *env = getenv("NODE_NAME");
+        char host[256] = "";
+        if (!env || !*env) {
+            gethostname(host, sizeof host - 1);
+            env = host;
+        }
+        a->conf.node_name = strdup(env);
+    }
+    for (size_t i = 0; i < a->nnodes; i++)
+        create_standard_metrics(a->nodes[i]);
+    {
+        const char *labels[] = {"plugin", "core", "name", "router", "reason", "no_route", NULL};
+        a->dropped_no_route = dr_metrics_counter(metrics, "drover_dropped_records_total",
+                                                 "Records dropped on purpose, by reason.", labels);
+    }
+    if (build_routes(a) < 0 || init_plugins(a, errs) > 0) {
+        dr_agent_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int dr_agent_start(dr_agent *a)
+{
+    uv_idle_init(a->loop, &a->pump);
+    a->pump.data = a;
+    uv_timer_init(a->loop, &a->grace_timer);
+    a->grace_timer.data = a;
+    uv_timer_init(a->loop, &a->oneshot_timer);
+    a->oneshot_timer.data = a;
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_OUTPUT) {
+            uv_timer_init(a->loop, &n->out.retry_timer);
+            n->out.retry_timer.data = &n->out;
+        }
+    }
+    a->running = true;
+    dr_metrics_add_hook(a->metrics, refresh_queue_gauges, a);
+    /* Outputs first, so that the first emitted chunk has somewhere to go. */
+    for (int pass = 0; pass < 3; pass++) {
+        dr_plugin_kind want = pass == 0 ? DR_OUTPUT : pass == 1 ? DR_FILTER : DR_INPUT;
+        for (size_t i = 0; i < a->nnodes; i++) {
+            dr_node *n = a->nodes[i];
+            if (n->kind != want)
+                continue;
+            if (n->inst.plugin->start && n->inst.plugin->start(&n->inst) < 0) {
+                dr_log(&n->inst, DR_LOG_ERROR, "failed to start", NULL);
+                return DR_ERR;
+            }
+            n->started = true;
+        }
+    }
+    return 0;
+}
+
+void dr_agent_free(dr_agent *a)
+{
+    if (!a)
+        return;
+    if (a->running) /* never started handles cannot be freed under the loop */
+        return;
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->inst.state && n->inst.plugin->destroy)
+            n->inst.plugin->destroy(&n->inst);
+        node_free(n);
+    }
+    free(a->nodes);
+    dr_cfg_free_conf(dr_agent_options, &a->conf);
+    dr_cfg_doc_free(a->doc);
+    free(a);
+}

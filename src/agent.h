@@ -1,6 +1,7 @@
 /*
  * The core's internal interface: the agent (one loaded configuration and its
- * running pipeline), the router, per-output queues, and chunk references.
+ * running pipeline: inputs, filters, outputs, the router and the per-output
+ * queues), the plugin registry, and chunk references.
  */
 #ifndef DROVER_AGENT_H
 #define DROVER_AGENT_H
@@ -8,18 +9,63 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "drover/plugin.h"
+#include "metrics.h"
 
+/* ---- chunks (chunk.c) ---- */
 void dr_chunk_retain(dr_chunk *c);
 /* Drops a reference; the last one runs the acknowledgement and frees. */
 void dr_chunk_release(dr_chunk *c);
 size_t dr_chunk_payload_bytes(const dr_chunk *c);
 
-/* Agent log setup (log.c). */
+/* ---- log (log.c) ---- */
 void dr_log_set_level(dr_log_level lvl);
 int dr_log_level_parse(const char *s, dr_log_level *lvl);
 /* Logs without an instance (core messages). */
 void dr_log_core(dr_log_level lvl, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- plugin registry (registry.c) ---- */
+const dr_plugin *dr_plugin_find(const char *name);
+size_t dr_plugin_count(void);
+const dr_plugin *dr_plugin_at(size_t i);
+/* Writes the Markdown reference page of a plugin (the docs/plugins pages). */
+int dr_plugin_describe(const dr_plugin *p, dr_buf *out);
+/* The option tables of the keys every instance accepts, for the docs. */
+extern const dr_option dr_common_input_options[];
+extern const dr_option dr_common_filter_options[];
+extern const dr_option dr_common_output_options[];
+extern const dr_option dr_agent_options[];
+
+/* ---- the agent (agent.c) ---- */
+
+/* Settings of the `agent:` section. */
+typedef struct dr_agent_conf {
+    char *data_dir;
+    char *node_name;
+    char *http_listen;
+    int log_level;
+    int64_t grace_period_ms;
+} dr_agent_conf;
+
+/* Loads and validates a configuration and initialises its plugins, without
+ * starting anything. Returns NULL with every problem in errs. */
+dr_agent *dr_agent_create(uv_loop_t *loop, dr_metrics *metrics, const char *config_path,
+                          bool oneshot, dr_cfg_errors *errs);
+/* Starts inputs and outputs. Returns 0 or a negative DR_E* (logged). */
+int dr_agent_start(dr_agent *a);
+
+typedef void (*dr_agent_cb)(dr_agent *a, void *ctx);
+/* Oneshot: called once every input has drained and every chunk is acked. */
+void dr_agent_on_finished(dr_agent *a, dr_agent_cb cb, void *ctx);
+/* Stops inputs, lets the outputs deliver what is queued within the grace
+ * period, abandons the rest (its sources keep it: checkpoints do not pass
+ * it), stops and destroys every plugin, then calls cb. */
+void dr_agent_shutdown(dr_agent *a, dr_agent_cb cb, void *ctx);
+void dr_agent_free(dr_agent *a);
+
+const dr_agent_conf *dr_agent_get_conf(const dr_agent *a);
+bool dr_agent_ready(const dr_agent *a);
 
 #endif

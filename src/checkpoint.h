@@ -31,9 +31,9 @@ typedef struct dr_ckpt_key {
 
 typedef struct dr_ckpt_entry {
     dr_ckpt_key key;
-    uint64_t offset;   /* bytes of the file delivered (uncompressed offset for .gz) */
-    int64_t seen_s;    /* wall-clock seconds when the file was last seen */
-    char *path;        /* last known path, informational */
+    uint64_t offset; /* bytes of the file delivered (uncompressed offset for .gz) */
+    int64_t seen_s;  /* wall-clock seconds when the file was last seen */
+    char *path;      /* last known path, informational */
 } dr_ckpt_entry;
 
 typedef struct dr_ckpt_store dr_ckpt_store;

@@ -43,8 +43,8 @@ dr_chunk *dr_chunk_new(dr_instance *input, size_t bytes_hint)
     c->input = input;
     c->created_ns = dr_mono_ns();
     if (bytes_hint) {
-        c->blocks = arena_block_new(bytes_hint < DR_ARENA_MIN_BLOCK ? DR_ARENA_MIN_BLOCK
-                                                                    : bytes_hint);
+        c->blocks =
+            arena_block_new(bytes_hint < DR_ARENA_MIN_BLOCK ? DR_ARENA_MIN_BLOCK : bytes_hint);
         if (!c->blocks) {
             free(c);
             return NULL;
@@ -169,9 +169,8 @@ static char *dup_or_empty(const char *s)
     return strdup(s ? s : "");
 }
 
-dr_meta *dr_meta_new(const char *path, const char *namespace_, const char *pod,
-                     const char *pod_uid, const char *container, const char *container_id,
-                     int restart)
+dr_meta *dr_meta_new(const char *path, const char *namespace_, const char *pod, const char *pod_uid,
+                     const char *container, const char *container_id, int restart)
 {
     dr_meta *m = calloc(1, sizeof *m);
     if (!m)
@@ -184,8 +183,7 @@ dr_meta *dr_meta_new(const char *path, const char *namespace_, const char *pod,
     m->container = dup_or_empty(container);
     m->container_id = dup_or_empty(container_id);
     m->restart = restart;
-    if (!m->path || !m->namespace_ || !m->pod || !m->pod_uid || !m->container ||
-        !m->container_id) {
+    if (!m->path || !m->namespace_ || !m->pod || !m->pod_uid || !m->container || !m->container_id) {
         m->refs = 1;
         dr_meta_unref(m);
         return NULL;

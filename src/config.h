@@ -26,11 +26,11 @@ typedef struct dr_cfg_pair {
 
 struct dr_cfg_node {
     dr_cfg_type type;
-    const char *file; /* owned by the document */
-    int line, col;    /* 1-based */
-    char *str;        /* DR_CFG_SCALAR: the value after ${VAR} substitution */
-    bool quoted;      /* scalar was quoted in YAML (so "true" stays a string) */
-    size_t n;         /* number of pairs (map) or items (seq) */
+    const char *file;    /* owned by the document */
+    int line, col;       /* 1-based */
+    char *str;           /* DR_CFG_SCALAR: the value after ${VAR} substitution */
+    bool quoted;         /* scalar was quoted in YAML (so "true" stays a string) */
+    size_t n;            /* number of pairs (map) or items (seq) */
     dr_cfg_pair *pairs;  /* DR_CFG_MAP */
     dr_cfg_node **items; /* DR_CFG_SEQ */
 };
@@ -38,8 +38,8 @@ struct dr_cfg_node {
 #define DR_CFG_MAX_ERRORS 64
 
 typedef struct dr_cfg_errors {
-    size_t n;         /* errors recorded (at most DR_CFG_MAX_ERRORS kept) */
-    size_t dropped;   /* errors beyond the limit */
+    size_t n;       /* errors recorded (at most DR_CFG_MAX_ERRORS kept) */
+    size_t dropped; /* errors beyond the limit */
     char *msg[DR_CFG_MAX_ERRORS];
 } dr_cfg_errors;
 
@@ -62,8 +62,8 @@ const dr_cfg_node *dr_cfg_root(const dr_cfg_doc *doc);
 const dr_cfg_node *dr_cfg_get(const dr_cfg_node *map, const char *key);
 
 /* Records an error at a node's position: "file:line:col: path: message". */
-void dr_cfg_error(dr_cfg_errors *errs, const dr_cfg_node *at, const char *path,
-                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void dr_cfg_error(dr_cfg_errors *errs, const dr_cfg_node *at, const char *path, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
 void dr_cfg_errors_free(dr_cfg_errors *errs);
 
 /* Fills `conf` (a zeroed struct) from `map` with the option table: defaults
@@ -79,8 +79,8 @@ int dr_cfg_apply(const dr_option *opts, const dr_cfg_node *map, void *conf, cons
 void dr_cfg_free_conf(const dr_option *opts, void *conf);
 
 /* Value parsers shared with the rest of the agent. Return 0 or DR_EINVAL. */
-int dr_parse_size(const char *s, uint64_t *bytes);     /* 512, 16KiB, 1MiB, 2GiB, 1KB, 1MB */
-int dr_parse_duration(const char *s, int64_t *ms);     /* 250ms, 5s, 2m, 1h, 1h30m; 0 */
-int dr_parse_bool(const char *s, bool *v);             /* true/false, yes/no, on/off */
+int dr_parse_size(const char *s, uint64_t *bytes); /* 512, 16KiB, 1MiB, 2GiB, 1KB, 1MB */
+int dr_parse_duration(const char *s, int64_t *ms); /* 250ms, 5s, 2m, 1h, 1h30m; 0 */
+int dr_parse_bool(const char *s, bool *v);         /* true/false, yes/no, on/off */
 
 #endif

@@ -121,8 +121,8 @@ static void vlog(const dr_instance *inst, dr_log_level lvl, const char *msg, con
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     dr_buf_printf(&b, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s msg=", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  ts.tv_nsec / 1000000, level_name[lvl]);
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+                  level_name[lvl]);
     put_value(&b, msg);
     if (inst) {
         dr_buf_puts(&b, " plugin=");

@@ -1,1 +1,93 @@
-/* placeholder until implemented */
+/*
+ * The table of in-tree plugins. The core knows plugins only through this
+ * table: adding a plugin means adding its struct here and its sources to
+ * build.zig.
+ */
+#include <string.h>
+
+#include "agent.h"
+#include "buf.h"
+
+extern const dr_plugin dr_plugin_tail;
+extern const dr_plugin dr_plugin_file;
+extern const dr_plugin dr_plugin_stdout;
+extern const dr_plugin dr_plugin_null;
+
+static const dr_plugin *const builtin[] = {
+    &dr_plugin_tail,
+    &dr_plugin_file,
+    &dr_plugin_stdout,
+    &dr_plugin_null,
+};
+
+size_t dr_plugin_count(void)
+{
+    return sizeof builtin / sizeof builtin[0];
+}
+
+const dr_plugin *dr_plugin_at(size_t i)
+{
+    return i < dr_plugin_count() ? builtin[i] : NULL;
+}
+
+const dr_plugin *dr_plugin_find(const char *name)
+{
+    for (size_t i = 0; i < dr_plugin_count(); i++)
+        if (strcmp(builtin[i]->name, name) == 0)
+            return builtin[i];
+    return NULL;
+}
+
+static const char *type_name(dr_opt_type t)
+{
+    switch (t) {
+    case DR_OPT_STRING:
+        return "string";
+    case DR_OPT_INT:
+        return "integer";
+    case DR_OPT_BOOL:
+        return "boolean";
+    case DR_OPT_SIZE:
+        return "size";
+    case DR_OPT_DURATION:
+        return "duration";
+    case DR_OPT_STRLIST:
+        return "list of strings";
+    case DR_OPT_ENUM:
+        return "one of";
+    }
+    return "?";
+}
+
+static void describe_options(const dr_option *opts, dr_buf *out)
+{
+    dr_buf_puts(out, "| option | type | default | description |\n|---|---|---|---|\n");
+    for (const dr_option *o = opts; o && o->name; o++) {
+        dr_buf_printf(out, "| `%s` | %s", o->name, type_name(o->type));
+        if (o->type == DR_OPT_ENUM) {
+            for (const char *const *c = o->choices; c && *c; c++)
+                dr_buf_printf(out, "%s`%s`", c == o->choices ? " " : ", ", *c);
+        }
+        if (o->flags & DR_OPT_REQUIRED)
+            dr_buf_puts(out, " | required");
+        else if (o->def)
+            dr_buf_printf(out, " | `%s`", o->def);
+        else
+            dr_buf_puts(out, " | none");
+        dr_buf_printf(out, " | %s |\n", o->help ? o->help : "");
+    }
+}
+
+int dr_plugin_describe(const dr_plugin *p, dr_buf *out)
+{
+    static const char *const kinds[] = {"input", "filter", "output"};
+    dr_buf_printf(out, "# %s (%s)\n\n%s\n\n", p->name, kinds[p->kind], p->description);
+    dr_buf_puts(out, "## Options\n\n");
+    describe_options(p->options, out);
+    dr_buf_printf(out, "\n## Options every %s has\n\n", kinds[p->kind]);
+    describe_options(p->kind == DR_INPUT    ? dr_common_input_options
+                     : p->kind == DR_FILTER ? dr_common_filter_options
+                                            : dr_common_output_options,
+                     out);
+    return 0;
+}

@@ -32,11 +32,11 @@
 
 enum {
     DR_OK = 0,
-    DR_ERR = -1,      /* generic failure, details were logged or put in dr_error */
-    DR_ENOMEM = -2,   /* allocation failed */
-    DR_EINVAL = -3,   /* invalid argument or configuration */
-    DR_EIO = -4,      /* I/O error */
-    DR_EAGAIN = -5,   /* try again later (queue full, backend busy) */
+    DR_ERR = -1,    /* generic failure, details were logged or put in dr_error */
+    DR_ENOMEM = -2, /* allocation failed */
+    DR_EINVAL = -3, /* invalid argument or configuration */
+    DR_EIO = -4,    /* I/O error */
+    DR_EAGAIN = -5, /* try again later (queue full, backend busy) */
 };
 
 /* A configuration or start-up error: where and why. The core prints it as
@@ -63,8 +63,8 @@ enum {
  * richer Kubernetes metadata through `ext`. */
 typedef struct dr_meta {
     uint32_t refs;
-    const char *path;         /* the file as the input found it */
-    const char *namespace_;   /* "" when unknown */
+    const char *path;       /* the file as the input found it */
+    const char *namespace_; /* "" when unknown */
     const char *pod;
     const char *pod_uid;
     const char *container;
@@ -74,9 +74,8 @@ typedef struct dr_meta {
     void (*ext_free)(void *ext);
 } dr_meta;
 
-dr_meta *dr_meta_new(const char *path, const char *namespace_, const char *pod,
-                     const char *pod_uid, const char *container, const char *container_id,
-                     int restart);
+dr_meta *dr_meta_new(const char *path, const char *namespace_, const char *pod, const char *pod_uid,
+                     const char *container, const char *container_id, int restart);
 dr_meta *dr_meta_ref(dr_meta *m);
 void dr_meta_unref(dr_meta *m);
 
@@ -165,12 +164,12 @@ enum {
 typedef struct dr_option {
     const char *name;
     dr_opt_type type;
-    size_t offset;      /* offsetof(plugin config struct, field) */
-    const char *def;    /* default, written as in YAML; NULL = none */
-    unsigned flags;     /* DR_OPT_* */
+    size_t offset;              /* offsetof(plugin config struct, field) */
+    const char *def;            /* default, written as in YAML; NULL = none */
+    unsigned flags;             /* DR_OPT_* */
     const char *const *choices; /* DR_OPT_ENUM: NULL-terminated */
-    int64_t min, max;   /* DR_OPT_INT/SIZE/DURATION bounds when min < max */
-    const char *help;   /* one paragraph, used for --describe and the docs */
+    int64_t min, max;           /* DR_OPT_INT/SIZE/DURATION bounds when min < max */
+    const char *help;           /* one paragraph, used for --describe and the docs */
 } dr_option;
 
 /* ---- plugins ---------------------------------------------------------------- */
@@ -227,11 +226,11 @@ typedef struct dr_agent dr_agent;
 struct dr_instance {
     const dr_plugin *plugin;
     char *name;
-    void *conf;    /* the plugin's config struct, filled from its options */
-    void *state;   /* the plugin's own */
+    void *conf;  /* the plugin's config struct, filled from its options */
+    void *state; /* the plugin's own */
     uv_loop_t *loop;
     dr_agent *agent;
-    bool oneshot;  /* read to the current end, then report dr_input_drained */
+    bool oneshot; /* read to the current end, then report dr_input_drained */
     /* standard self-metrics, created by the core */
     dr_counter *records_in, *bytes_in, *records_out, *bytes_out;
 };
@@ -241,8 +240,10 @@ const char *dr_agent_data_dir(const dr_agent *a);
 const char *dr_agent_node_name(const dr_agent *a);
 
 /* Inputs: true while every output fed by this input has room. An input
- * checks before each read; when it turns false the core calls pause, and
- * resume once the queues have drained below half. */
+ * checks before each read and stops reading when it is false; the core
+ * calls the input's resume callback once those queues have drained below
+ * half. (The pause callback is for the core's own reasons: shutdown and
+ * reload.) */
 bool dr_input_may_emit(const dr_instance *input);
 /* Oneshot: the input has read everything there was and emitted it all. */
 void dr_input_drained(dr_instance *input);
@@ -258,8 +259,8 @@ dr_counter *dr_counter_new(dr_instance *inst, const char *metric, const char *he
                            const char *label, const char *label_value);
 void dr_counter_add(dr_counter *c, uint64_t n);
 uint64_t dr_counter_get(const dr_counter *c);
-dr_gauge *dr_gauge_new(dr_instance *inst, const char *metric, const char *help,
-                       const char *label, const char *label_value);
+dr_gauge *dr_gauge_new(dr_instance *inst, const char *metric, const char *help, const char *label,
+                       const char *label_value);
 void dr_gauge_set(dr_gauge *g, double v);
 void dr_gauge_add(dr_gauge *g, double v);
 
@@ -275,7 +276,7 @@ void dr_log(const dr_instance *inst, dr_log_level lvl, const char *msg, const ch
 
 /* ---- time ----------------------------------------------------------------------- */
 
-int64_t dr_now_ns(void);      /* wall clock, Unix epoch */
-int64_t dr_mono_ns(void);     /* monotonic */
+int64_t dr_now_ns(void);  /* wall clock, Unix epoch */
+int64_t dr_mono_ns(void); /* monotonic */
 
 #endif

@@ -1,1 +1,114 @@
-/* placeholder until implemented */
+#include "ndjson.h"
+
+#include <string.h>
+
+#include "json.h"
+
+static const char *stream_name(uint8_t s)
+{
+    return s == DR_STREAM_STDERR ? "stderr" : "stdout";
+}
+
+static long put_key_string(dr_buf *b, const char *key, const char *val, size_t n)
+{
+    dr_buf_putc(b, '"');
+    dr_buf_puts(b, key);
+    dr_buf_puts(b, "\":");
+    return dr_json_string(b, val, n);
+}
+
+/* The "kubernetes" object of a chunk's metadata, encoded once per chunk. */
+static void encode_meta(const dr_meta *m, dr_buf *b)
+{
+    if (!m) {
+        return;
+    }
+    dr_buf_puts(b, ",\"kubernetes\":{");
+    put_key_string(b, "namespace", m->namespace_, strlen(m->namespace_));
+    dr_buf_putc(b, ',');
+    put_key_string(b, "pod", m->pod, strlen(m->pod));
+    dr_buf_putc(b, ',');
+    put_key_string(b, "pod_uid", m->pod_uid, strlen(m->pod_uid));
+    dr_buf_putc(b, ',');
+    put_key_string(b, "container", m->container, strlen(m->container));
+    dr_buf_putc(b, ',');
+    put_key_string(b, "container_id", m->container_id, strlen(m->container_id));
+    dr_buf_putc(b, '}');
+}
+
+static long encode_json_record(const dr_record *r, const dr_buf *meta, dr_buf *b)
+{
+    char ts[40];
+    size_t tn = dr_format_rfc3339nano(r->time_ns, ts);
+    dr_buf_reserve(b, r->msg_len + meta->len + 96);
+    dr_buf_puts(b, "{\"time\":\"");
+    dr_buf_append(b, ts, tn);
+    dr_buf_puts(b, "\",\"stream\":\"");
+    dr_buf_puts(b, stream_name(r->stream));
+    dr_buf_puts(b, "\",\"message\":");
+    long bad = dr_json_string(b, r->msg, r->msg_len);
+    if (bad < 0)
+        return bad;
+    for (uint16_t i = 0; i < r->nfields; i++) {
+        const dr_field *f = &r->fields[i];
+        dr_buf_putc(b, ',');
+        if (dr_json_string(b, f->key, f->key_len) < 0)
+            return DR_ENOMEM;
+        dr_buf_putc(b, ':');
+        long fb = dr_json_string(b, f->val, f->val_len);
+        if (fb < 0)
+            return fb;
+        bad += fb;
+    }
+    dr_buf_append(b, meta->p, meta->len);
+    dr_buf_puts(b, "}\n");
+    return bad;
+}
+
+/* "2026-11-25T04:10:38.123456789Z ns/pod/container stderr: message" with
+ * the message escaped as in JSON but without the quotes, so one record is
+ * always one terminal line. */
+static long encode_text_record(const dr_record *r, const dr_meta *m, dr_buf *b)
+{
+    char ts[40];
+    size_t tn = dr_format_rfc3339nano(r->time_ns, ts);
+    dr_buf_append(b, ts, tn);
+    dr_buf_putc(b, ' ');
+    if (m && m->pod[0])
+        dr_buf_printf(b, "%s/%s/%s ", m->namespace_, m->pod, m->container);
+    else if (m)
+        dr_buf_printf(b, "%s ", m->path);
+    dr_buf_puts(b, stream_name(r->stream));
+    dr_buf_puts(b, ": ");
+    size_t at = b->len;
+    long bad = dr_json_string(b, r->msg, r->msg_len);
+    if (bad < 0)
+        return bad;
+    /* drop the quotes dr_json_string put around the message */
+    memmove(b->p + at, b->p + at + 1, b->len - at - 2);
+    b->len -= 2;
+    dr_buf_putc(b, '\n');
+    return bad;
+}
+
+long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out)
+{
+    dr_buf meta = {0};
+    if (style == DR_LINE_JSON)
+        encode_meta(c->meta, &meta);
+    long bad_records = 0;
+    for (uint32_t i = 0; i < c->nrecs; i++) {
+        const dr_record *r = &c->recs[i];
+        if (r->flags & DR_REC_DROPPED)
+            continue;
+        long bad = style == DR_LINE_JSON ? encode_json_record(r, &meta, out)
+                                         : encode_text_record(r, c->meta, out);
+        if (bad < 0) {
+            dr_buf_free(&meta);
+            return bad;
+        }
+        bad_records += bad > 0;
+    }
+    dr_buf_free(&meta);
+    return bad_records;
+}

@@ -60,8 +60,8 @@ bool dt_check_mem(const void *got, size_t got_len, const void *want, size_t want
 {
     if (got_len != want_len || (got_len && memcmp(got, want, got_len) != 0)) {
         fprintf(stderr, "  FAIL %s:%d: %s is \"%.*s\" (%zu bytes), want \"%.*s\" (%zu bytes)\n",
-                file, line, expr, (int)(got_len > 200 ? 200 : got_len), (const char *)got,
-                got_len, (int)(want_len > 200 ? 200 : want_len), (const char *)want, want_len);
+                file, line, expr, (int)(got_len > 200 ? 200 : got_len), (const char *)got, got_len,
+                (int)(want_len > 200 ? 200 : want_len), (const char *)want, want_len);
         cur_failures++;
         return false;
     }

@@ -17,8 +17,9 @@ bool dt_check_mem(const void *got, size_t got_len, const void *want, size_t want
 
 #define CHECK(cond) dt_check((cond), __FILE__, __LINE__, #cond)
 #define CHECK_STR(got, want) dt_check_str((got), (want), __FILE__, __LINE__, #got)
-#define CHECK_INT(got, want) dt_check_int((long long)(got), (long long)(want), __FILE__, __LINE__, #got)
-#define CHECK_MEM(got, glen, want, wlen)                                                        \
+#define CHECK_INT(got, want)                                                                       \
+    dt_check_int((long long)(got), (long long)(want), __FILE__, __LINE__, #got)
+#define CHECK_MEM(got, glen, want, wlen)                                                           \
     dt_check_mem((got), (glen), (want), (wlen), __FILE__, __LINE__, #got)
 
 /* Path of a file under ../shared/fixtures (DROVER_FIXTURES overrides the

@@ -74,8 +74,8 @@ void dr_join_free(dr_joiner *j);
  * nothing pending is added without copying (the record points at ln->msg,
  * which must live as long as the chunk); joined records are copied into the
  * chunk. Returns 0 or DR_ENOMEM. */
-int dr_join_push(dr_joiner *j, const dr_line *ln, uint64_t offset, int64_t now_mono_ns,
-                 dr_chunk *c, dr_join_stats *st);
+int dr_join_push(dr_joiner *j, const dr_line *ln, uint64_t offset, int64_t now_mono_ns, dr_chunk *c,
+                 dr_join_stats *st);
 
 /* The smallest start offset of any pending partial, or UINT64_MAX when
  * nothing is pending: the checkpoint may not pass it. */

@@ -1,0 +1,27 @@
+# Agent profile for drover, sourced by the log benchmark harness's
+# run_matrix.sh (bash). Build drover with `zig build -Doptimize=ReleaseFast`
+# and point DROVER at the binary:
+#   DROVER=zig-out/bin/drover ../shared/bench/logs/run_matrix.sh bench/logs/agents/drover
+: "${DROVER:?set DROVER to the drover binary}"
+AGENT_NAME=drover
+AGENT_VERSION="$("$DROVER" --version 2>/dev/null | head -1)"
+# One command for every scenario: configs whose first line says "oneshot"
+# run with --oneshot (drover then exits by itself at the end of the data).
+# exec keeps drover itself the measured process.
+AGENT_CMD="bash -c 'if head -1 \"\$1\" | grep -q oneshot; then exec \"\$0\" --oneshot -c \"\$1\"; else exec \"\$0\" -c \"\$1\"; fi' $DROVER {{CONFIG}}"
+
+SCENARIOS="null null_poll"
+
+# tail -> null; --oneshot: the process exits once everything is read and
+# delivered (its checkpoints saved), so wall time includes the shutdown.
+CONFIG_null=null.yaml
+DONE_null=exit
+
+# same pipeline without --oneshot; completion read from drover's own counter
+CONFIG_null_poll=null-poll.yaml
+DONE_null_poll=poll
+POLL_PROM_null_poll="http://127.0.0.1:{{METRICS_PORT}}/metrics drover_output_records_total name=out"
+
+# Idle: the 51 empty files of the idle tree, watched, no traffic. (tail ->
+# null until the Kubernetes metadata filter and the Loki output exist.)
+IDLE_CONFIG=idle.yaml

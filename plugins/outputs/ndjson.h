@@ -1,0 +1,27 @@
+/*
+ * The record encoding shared by the file and stdout outputs (and any other
+ * output that writes one JSON object per line):
+ *
+ *   {"time":"2026-11-25T04:10:38.123456789Z","stream":"stdout","message":"...",
+ *    "kubernetes":{"namespace":"...","pod":"...","pod_uid":"...","container":"...",
+ *    "container_id":"..."}}
+ *
+ * Fields added by parsers stand beside these at the top level. Invalid UTF-8
+ * becomes U+FFFD; the number of records that needed it is returned so that
+ * the caller can count them.
+ */
+#ifndef DROVER_NDJSON_H
+#define DROVER_NDJSON_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "drover/plugin.h"
+
+typedef enum { DR_LINE_JSON = 0, DR_LINE_TEXT = 1 } dr_line_style;
+
+/* Appends every record of the chunk that is not dropped, one per line.
+ * Returns the number of records with invalid UTF-8, or DR_ENOMEM. */
+long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out);
+
+#endif

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: the C unit tests (plain and under
+# AddressSanitizer + UndefinedBehaviorSanitizer), a short end-to-end test
+# under the sanitizers, the docs check, and the end-to-end suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ZIG=$(bash scripts/setup.sh)
+export DROVER_FIXTURES="${DROVER_FIXTURES:-$(cd .. && pwd)/shared/fixtures}"
+
+echo "== format check"
+clang-format --dry-run -Werror include/drover/*.h src/*.[ch] plugins/*/*.[ch] plugins/*/*/*.[ch] tests/unit/*.[ch]
+
+echo "== build"
+"$ZIG" build
+
+echo "== unit tests"
+"$ZIG" build test
+
+echo "== unit tests under ASan + UBSan"
+"$ZIG" build test -Dsanitize=true -p zig-out-asan
+# The sanitizer build must really catch a memory error.
+if ./zig-out-asan/bin/drover-unit --sanitizer-selftest > /tmp/drover-asan-selftest.log 2>&1; then
+  echo "sanitizer self-test: AddressSanitizer did not fire" >&2
+  exit 1
+fi
+grep -q "heap-buffer-overflow" /tmp/drover-asan-selftest.log || {
+  echo "sanitizer self-test: no heap-buffer-overflow report" >&2; cat /tmp/drover-asan-selftest.log >&2; exit 1; }
+echo "sanitizer self-test: AddressSanitizer caught the deliberate overflow"
+
+echo "== docs are up to date"
+for p in $(./zig-out/bin/drover --describe all); do
+  if ! ./zig-out/bin/drover --describe "$p" | diff -u "docs/plugins/$p.md" - ; then
+    echo "docs/plugins/$p.md is out of date: run scripts/gen-docs.sh" >&2
+    exit 1
+  fi
+done
+
+echo "== end-to-end under ASan + UBSan (short)"
+DROVER_BIN="$PWD/zig-out-asan/bin/drover" ASAN_OPTIONS=detect_leaks=1 \
+  python3 -m pytest -q -x tests/e2e -m sanitizer
+
+echo "== end-to-end"
+python3 -m pytest -q tests/e2e
