@@ -48,6 +48,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_metrics.c",
     "tests/unit/test_json.c",
     "tests/unit/test_sanitizer.c",
+    "tests/unit/test_tail.c",
 };
 
 const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib" };

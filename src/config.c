@@ -627,7 +627,9 @@ static int on_start(parser *P, const yaml_event_t *ev, dr_cfg_type type)
 {
     int line = (int)ev->start_mark.line + 1, col = (int)ev->start_mark.column + 1;
     if (expecting_key(P)) {
-        parse_error(P, line, col, NULL, "a key must be a string, not a %s",
+        keypath kp;
+        frames_path(P, P->depth, &kp);
+        parse_error(P, line, col, kp.s, "a key must be a string, not a %s",
                     type == DR_CFG_MAP ? "map" : "list");
         return DR_EINVAL;
     }

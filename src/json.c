@@ -59,8 +59,17 @@ static const unsigned char *skip_plain(const unsigned char *p, const unsigned ch
     while (end - p >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
-        if (word_stops_run(w))
+        uint64_t stops = word_stops_run(w);
+        if (stops) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            /* The tricks above can flag a byte wrongly, but only one after
+             * a byte flagged rightly (the borrow travels upward), so the
+             * lowest flag is exact. */
+            return p + (__builtin_ctzll(stops) >> 3);
+#else
             break;
+#endif
+        }
         p += 8;
     }
     while (p < end && !stops_run(*p))
@@ -118,50 +127,44 @@ static size_t utf8_sequence(const unsigned char *p, const unsigned char *end, si
 
 /* ---- escaping ------------------------------------------------------------------- */
 
+/* The one-letter escapes; the other control characters become \u00XX. */
+static const char short_escape[0x60] = {
+    ['"'] = '"',  ['\\'] = '\\', ['\n'] = 'n', ['\t'] = 't',
+    ['\r'] = 'r', ['\b'] = 'b',  ['\f'] = 'f',
+};
+
 static int put_escape(dr_buf *b, unsigned char c)
 {
     static const char hex[] = "0123456789abcdef";
-    char e[6] = {'\\', 0, 0, 0, 0, 0};
-    size_t n = 2;
-
-    switch (c) {
-    case '"':
-        e[1] = '"';
-        break;
-    case '\\':
-        e[1] = '\\';
-        break;
-    case '\n':
-        e[1] = 'n';
-        break;
-    case '\t':
-        e[1] = 't';
-        break;
-    case '\r':
-        e[1] = 'r';
-        break;
-    case '\b':
-        e[1] = 'b';
-        break;
-    case '\f':
-        e[1] = 'f';
-        break;
-    default:
-        e[1] = 'u';
-        e[2] = '0';
-        e[3] = '0';
-        e[4] = hex[c >> 4];
-        e[5] = hex[c & 15];
-        n = 6;
+    if (b->cap - b->len < 6 && dr_buf_reserve(b, 6) < 0)
+        return DR_ENOMEM;
+    char *o = b->p + b->len;
+    o[0] = '\\';
+    if (short_escape[c]) {
+        o[1] = short_escape[c];
+        b->len += 2;
+    } else {
+        memcpy(o + 1, "u00", 3);
+        o[4] = hex[c >> 4];
+        o[5] = hex[c & 15];
+        b->len += 6;
     }
-    return put(b, e, n);
+    return 0;
+}
+
+/* Skips well-formed multi-byte sequences: text in most scripts other than
+ * Latin is long runs of them. */
+static const unsigned char *skip_utf8(const unsigned char *p, const unsigned char *end)
+{
+    size_t bad, ok;
+    while (p < end && *p >= 0x80 && (ok = utf8_sequence(p, end, &bad)) > 0)
+        p += ok;
+    return p;
 }
 
 long dr_json_string(dr_buf *b, const char *s, size_t n)
 {
     static const char replacement[3] = {'\xEF', '\xBF', '\xBD'}; /* U+FFFD */
-    const unsigned char *p = (const unsigned char *)s;
-    const unsigned char *end = p + n;
     size_t start_len = b->len;
     long replaced = 0;
 
@@ -169,25 +172,28 @@ long dr_json_string(dr_buf *b, const char *s, size_t n)
     if (dr_buf_reserve(b, n + 2) < 0)
         return DR_ENOMEM;
     b->p[b->len++] = '"';
+    if (n == 0) {
+        b->p[b->len++] = '"';
+        return 0;
+    }
 
     /* [run, p) is a stretch of bytes that are copied as they are: plain
      * ASCII and well-formed multi-byte sequences. */
-    const unsigned char *run = p;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
     while (p < end) {
         p = skip_plain(p, end);
+        if (p < end && *p >= 0x80)
+            p = skip_utf8(p, end);
         if (p == end)
             break;
-        size_t bad = 0;
-        if (*p >= 0x80) {
-            size_t ok = utf8_sequence(p, end, &bad);
-            if (ok) {
-                p += ok;
-                continue;
-            }
-        }
+        if (*p < 0x80 && !stops_run(*p))
+            continue; /* back to plain ASCII after multi-byte text */
+
         if (put(b, run, (size_t)(p - run)) < 0)
             goto nomem;
-        if (bad) {
+        size_t bad;
+        if (*p >= 0x80) {
+            utf8_sequence(p, end, &bad); /* invalid, or skip_utf8 had taken it */
             if (put(b, replacement, sizeof replacement) < 0)
                 goto nomem;
             replaced++;
@@ -257,13 +263,22 @@ static unsigned days_in_month(int year, unsigned month)
 
 /* ---- formatting ----------------------------------------------------------------- */
 
-static char *put_digits(char *out, unsigned v, int width)
+static const char digit_pairs[] = /* "00" to "99" */
+    "00010203040506070809"
+    "10111213141516171819"
+    "20212223242526272829"
+    "30313233343536373839"
+    "40414243444546474849"
+    "50515253545556575859"
+    "60616263646566676869"
+    "70717273747576777879"
+    "80818283848586878889"
+    "90919293949596979899";
+
+static inline char *put2(char *p, unsigned v)
 {
-    for (int i = width - 1; i >= 0; i--) {
-        out[i] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    return out + width;
+    memcpy(p, digit_pairs + 2 * v, 2);
+    return p + 2;
 }
 
 size_t dr_format_rfc3339nano(int64_t ns, char *out)
@@ -271,31 +286,38 @@ size_t dr_format_rfc3339nano(int64_t ns, char *out)
     /* Floor division, so 1969 instants count forward from the second
      * before. (Computed from the remainder: secs * 10^9 could overflow.) */
     int64_t secs = ns / 1000000000;
-    int64_t frac = ns % 1000000000;
-    if (frac < 0) {
-        frac += 1000000000;
+    int64_t rem = ns % 1000000000;
+    if (rem < 0) {
+        rem += 1000000000;
         secs--;
     }
     int64_t days = floor_div(secs, 86400);
     unsigned sod = (unsigned)(secs - days * 86400);
-    int year;
+    unsigned frac = (unsigned)rem;
+    int year; /* int64 nanoseconds span the years 1677 to 2262 */
     unsigned month, day;
     civil_from_days(days, &year, &month, &day);
 
     char *p = out;
-    p = put_digits(p, (unsigned)year, 4); /* int64 ns spans years 1677..2262 */
+    p = put2(p, (unsigned)year / 100);
+    p = put2(p, (unsigned)year % 100);
     *p++ = '-';
-    p = put_digits(p, month, 2);
+    p = put2(p, month);
     *p++ = '-';
-    p = put_digits(p, day, 2);
+    p = put2(p, day);
     *p++ = 'T';
-    p = put_digits(p, sod / 3600, 2);
+    p = put2(p, sod / 3600);
     *p++ = ':';
-    p = put_digits(p, sod / 60 % 60, 2);
+    p = put2(p, sod / 60 % 60);
     *p++ = ':';
-    p = put_digits(p, sod % 60, 2);
+    p = put2(p, sod % 60);
     *p++ = '.';
-    p = put_digits(p, (unsigned)frac, 9);
+    *p++ = (char)('0' + frac / 100000000);
+    frac %= 100000000;
+    p = put2(p, frac / 1000000);
+    p = put2(p, frac / 10000 % 100);
+    p = put2(p, frac / 100 % 100);
+    p = put2(p, frac % 100);
     *p++ = 'Z';
     *p = '\0';
     return (size_t)(p - out);
@@ -303,29 +325,12 @@ size_t dr_format_rfc3339nano(int64_t ns, char *out)
 
 /* ---- parsing -------------------------------------------------------------------- */
 
-/* Reads exactly `width` decimal digits at s[*i]. */
-static bool get_digits(const char *s, size_t n, size_t *i, int width, unsigned *v)
+/* The two decimal digits at p, or -1. */
+static inline int two_digits(const char *p)
 {
-    if (n - *i < (size_t)width)
-        return false;
-    unsigned x = 0;
-    for (int k = 0; k < width; k++) {
-        unsigned d = (unsigned char)s[*i + (size_t)k] - '0';
-        if (d > 9)
-            return false;
-        x = x * 10 + d;
-    }
-    *i += (size_t)width;
-    *v = x;
-    return true;
-}
-
-static bool get_char(const char *s, size_t n, size_t *i, char c)
-{
-    if (*i >= n || s[*i] != c)
-        return false;
-    (*i)++;
-    return true;
+    unsigned hi = (unsigned)((unsigned char)p[0] - '0');
+    unsigned lo = (unsigned)((unsigned char)p[1] - '0');
+    return hi > 9 || lo > 9 ? -1 : (int)(hi * 10 + lo);
 }
 
 /* ".ddd...": at least one digit; digits past the ninth are read and ignored. */
@@ -353,55 +358,51 @@ static bool get_fraction(const char *s, size_t n, size_t *i, unsigned *nanos)
     return true;
 }
 
-/* "Z", "z", "+hh:mm" or "-hh:mm", as seconds east of UTC. */
-static bool get_offset(const char *s, size_t n, size_t *i, int *offset)
+/* "Z", "z", "+hh:mm" or "-hh:mm" ending the string, as seconds east of UTC. */
+static bool get_offset(const char *s, size_t n, size_t i, int *offset)
 {
-    if (*i >= n)
-        return false;
-    char c = s[(*i)++];
-    if (c == 'Z' || c == 'z') {
+    if (n - i == 1 && (s[i] == 'Z' || s[i] == 'z')) {
         *offset = 0;
         return true;
     }
-    if (c != '+' && c != '-')
+    if (n - i != 6 || (s[i] != '+' && s[i] != '-') || s[i + 3] != ':')
         return false;
-    unsigned hh, mm;
-    if (!get_digits(s, n, i, 2, &hh) || !get_char(s, n, i, ':') || !get_digits(s, n, i, 2, &mm))
+    int hh = two_digits(s + i + 1), mm = two_digits(s + i + 4);
+    if (hh < 0 || hh > 23 || mm < 0 || mm > 59)
         return false;
-    if (hh > 23 || mm > 59)
-        return false;
-    int off = (int)(hh * 3600 + mm * 60);
-    *offset = c == '-' ? -off : off;
+    int off = hh * 3600 + mm * 60;
+    *offset = s[i] == '-' ? -off : off;
     return true;
 }
 
 int dr_parse_rfc3339(const char *s, size_t n, int64_t *ns)
 {
-    size_t i = 0;
-    unsigned year, month, day, hour, min, sec, nanos;
-    int offset;
+    /* "YYYY-MM-DDTHH:MM:SS" has fixed places; then the optional fraction
+     * and the offset, which must end the string. */
+    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
+        s[16] != ':')
+        return DR_EINVAL;
+    int century = two_digits(s), yy = two_digits(s + 2), month = two_digits(s + 5),
+        day = two_digits(s + 8), hour = two_digits(s + 11), min = two_digits(s + 14),
+        sec = two_digits(s + 17);
+    if ((century | yy | month | day | hour | min | sec) < 0)
+        return DR_EINVAL;
+    int year = century * 100 + yy;
 
-    if (!get_digits(s, n, &i, 4, &year) || !get_char(s, n, &i, '-') ||
-        !get_digits(s, n, &i, 2, &month) || !get_char(s, n, &i, '-') ||
-        !get_digits(s, n, &i, 2, &day))
-        return DR_EINVAL;
-    if (i >= n || (s[i] != 'T' && s[i] != 't'))
-        return DR_EINVAL;
-    i++;
-    if (!get_digits(s, n, &i, 2, &hour) || !get_char(s, n, &i, ':') ||
-        !get_digits(s, n, &i, 2, &min) || !get_char(s, n, &i, ':') ||
-        !get_digits(s, n, &i, 2, &sec) || !get_fraction(s, n, &i, &nanos) ||
-        !get_offset(s, n, &i, &offset) || i != n)
+    size_t i = 19;
+    unsigned nanos;
+    int offset;
+    if (!get_fraction(s, n, &i, &nanos) || !get_offset(s, n, i, &offset))
         return DR_EINVAL;
 
     /* Second 60 is a leap second (RFC 3339 allows it); it is counted as the
      * first second of the next minute, as POSIX time has no room for it. */
-    if (month < 1 || month > 12 || day < 1 || day > days_in_month((int)year, month) || hour > 23 ||
-        min > 59 || sec > 60)
+    if (month < 1 || month > 12 || day < 1 || day > (int)days_in_month(year, (unsigned)month) ||
+        hour > 23 || min > 59 || sec > 60)
         return DR_EINVAL;
 
-    int64_t secs =
-        days_from_civil((int)year, month, day) * 86400 + hour * 3600 + min * 60 + sec - offset;
+    int64_t secs = days_from_civil(year, (unsigned)month, (unsigned)day) * 86400 + hour * 3600 +
+                   min * 60 + sec - offset;
     /* Before 1970 the fraction is taken from the next second up, so that
      * the earliest representable instant does not overflow on the way. */
     int64_t frac = nanos;

@@ -144,7 +144,7 @@ static int stream_reserve(dr_join_stream *s, size_t need, size_t max)
         return 0;
     size_t cap = s->cap ? s->cap : 256;
     while (cap < need)
-        cap *= 2;
+        cap = cap > max / 2 ? max : cap * 2;
     if (cap > max)
         cap = max;
     char *buf = realloc(s->buf, cap);

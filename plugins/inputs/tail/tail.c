@@ -243,7 +243,7 @@ static bool has_suffix(const char *s, const char *suffix)
  * the group: a rotated file and its gzipped copy must not both be read. */
 static bool same_content_open(tail_state *st, tail_group *g, const dr_ckpt_key *k)
 {
-    if (k->fp_len < 64)
+    if (k->fp_len == 0)
         return false;
     for (tail_file *f = st->files; f; f = f->next)
         if (f->group == g && f->key.fp_len == k->fp_len && f->key.fp_hash == k->fp_hash)

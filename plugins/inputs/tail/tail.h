@@ -163,7 +163,7 @@ uint64_t tail_file_lag(const tail_file *f);
 int tail_identity(int fd, bool compressed, dr_ckpt_key *key, unsigned char *prefix);
 /* Looks for a checkpoint of this content (see tail_file_position). */
 dr_ckpt_entry *tail_find_checkpoint(tail_state *st, const dr_ckpt_key *key,
-                                    const unsigned char *prefix, bool by_content);
+                                    const unsigned char *prefix, bool by_content, const char *dir);
 /* Records the file's delivered offset in the checkpoint table. */
 void tail_file_update_checkpoint(tail_file *f);
 /* Counts a truncation and starts the file again from its beginning. */

@@ -78,8 +78,15 @@ static bool fingerprint_matches(const dr_ckpt_entry *e, const unsigned char *pre
     return dr_hash64(prefix, e->key.fp_len) == e->key.fp_hash;
 }
 
+/* True when `path` is a file directly in directory `dir`. */
+static bool in_directory(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return path && strncmp(path, dir, n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/');
+}
+
 dr_ckpt_entry *tail_find_checkpoint(tail_state *st, const dr_ckpt_key *key,
-                                    const unsigned char *prefix, bool by_content)
+                                    const unsigned char *prefix, bool by_content, const char *dir)
 {
     dr_ckpt_entry *by_data = NULL;
     size_t n = dr_ckpt_count(st->ckpt);
@@ -89,9 +96,11 @@ dr_ckpt_entry *tail_find_checkpoint(tail_state *st, const dr_ckpt_key *key,
             continue;
         if (e->key.dev == key->dev && e->key.ino == key->ino)
             return e;
-        /* By content only with a real fingerprint: two empty files are not
-         * the same file. Prefer the entry that read furthest. */
-        if (by_content && e->key.fp_len >= 64 && (!by_data || e->offset > by_data->offset))
+        /* By content only within the same directory (a rotation stays beside
+         * its file) and with some content: two empty files are not the same
+         * file. Prefer the entry that read furthest. */
+        if (by_content && e->key.fp_len > 0 && in_directory(e->path, dir) &&
+            (!by_data || e->offset > by_data->offset))
             by_data = e;
     }
     return by_data;
@@ -157,7 +166,7 @@ bool tail_file_position(tail_file *f, uint64_t start, bool by_content)
     tail_state *st = f->st;
     struct stat sb;
     uint64_t size = fstat(f->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-    dr_ckpt_entry *e = tail_find_checkpoint(st, &f->key, f->prefix, by_content);
+    dr_ckpt_entry *e = tail_find_checkpoint(st, &f->key, f->prefix, by_content, f->group->dir);
     uint64_t off;
     if (e) {
         off = e->offset;
@@ -485,7 +494,8 @@ static ssize_t read_plain(tail_file *f, char *buf, size_t cap)
 static ssize_t read_gz(tail_file *f, char *buf, size_t cap, size_t *carried)
 {
     size_t c = f->carry.len < cap ? f->carry.len : cap;
-    memcpy(buf, f->carry.p, c);
+    if (c > 0)
+        memcpy(buf, f->carry.p, c);
     *carried = c;
     int n = gzread(f->gz, buf + c, (unsigned)(cap - c));
     if (n < 0) {
