@@ -1351,7 +1351,9 @@ typedef union opt_value {
 typedef struct applier {
     const dr_option *opts;
     const char *const *extra;
+    size_t nopts, nextra;
     const char *path;
+    const dr_cfg_node *where; /* the position of a missing map (a null value) */
     dr_cfg_errors *errs;
     int nerr;
 } applier;
@@ -1661,22 +1663,19 @@ static void apply_option(applier *A, const dr_option *o, const dr_cfg_node *map,
     if (v && v->type != DR_CFG_NULL)
         apply_node(A, o, v, conf);
     else if (o->flags & DR_OPT_REQUIRED)
-        apply_error(A, v ? v : parent, o->name, v ? "a value is required" : "missing required key");
+        apply_error(A,
+                    v        ? v
+                    : parent ? parent
+                             : A->where,
+                    o->name, v ? "a value is required" : "missing required key");
 }
 
 /* The names an applier accepts: its options' names, then the extra keys. */
 static const char *known_at(const applier *A, size_t i)
 {
-    size_t nopts = 0;
-    while (A->opts && A->opts[nopts].name)
-        nopts++;
-    if (i < nopts)
+    if (i < A->nopts)
         return A->opts[i].name;
-    i -= nopts;
-    for (size_t j = 0; A->extra && A->extra[j]; j++)
-        if (j == i)
-            return A->extra[j];
-    return NULL;
+    return i - A->nopts < A->nextra ? A->extra[i - A->nopts] : NULL;
 }
 
 /* 0: unknown, 1: an option or extra key, 2: a map on the way to one. */
@@ -1782,9 +1781,15 @@ static void check_unknown_keys(applier *A, const dr_cfg_node *map, const char *p
 int dr_cfg_apply(const dr_option *opts, const dr_cfg_node *map, void *conf, const char *path,
                  const char *const *extra_keys, dr_cfg_errors *errs)
 {
-    applier A = {opts, extra_keys, path ? path : "", errs, 0};
-    if (map && map->type == DR_CFG_NULL)
-        map = NULL; /* `agent:` with nothing under it */
+    applier A = {.opts = opts, .extra = extra_keys, .path = path ? path : "", .errs = errs};
+    while (opts && opts[A.nopts].name)
+        A.nopts++;
+    while (extra_keys && extra_keys[A.nextra])
+        A.nextra++;
+    if (map && map->type == DR_CFG_NULL) {
+        A.where = map; /* `agent:` with nothing under it */
+        map = NULL;
+    }
     if (map && map->type != DR_CFG_MAP)
         apply_error(&A, map, NULL, "expected a map, got a %s",
                     map->type == DR_CFG_SEQ ? "list" : "string");

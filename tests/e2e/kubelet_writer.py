@@ -60,6 +60,7 @@ import gzip
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -67,6 +68,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
+
+_PRINTABLE = re.compile(rb"[\x20-\x7e]*")
 
 CRI_PIECE = 16 * 1024  # containerd's and docker's line buffer
 DOCKER_PIECE = 16 * 1024
@@ -208,13 +211,9 @@ class Expected:
             "time_ns": self.time_ns,
             "kind": self.kind,
         }
-        try:
-            s = self.msg.decode("ascii")
-            if all(0x20 <= ord(ch) < 0x7F for ch in s):
-                d["msg"] = s
-            else:
-                raise ValueError
-        except (UnicodeDecodeError, ValueError):
+        if _PRINTABLE.fullmatch(self.msg):
+            d["msg"] = self.msg.decode("ascii")
+        else:
             d["b64"] = base64.b64encode(self.msg).decode("ascii")
         return json.dumps(d, separators=(",", ":"))
 
@@ -410,10 +409,11 @@ class KubeletWriter:
         the old link goes link_remove_delay seconds later."""
         if die_mid_line is not None:
             self.partial(c, die_mid_line)
-        self._finish_reopen(c)
-        os.close(c.fd)
-        c.fd = -1
         c.dead = True
+        self._finish_reopen(c)
+        if c.fd >= 0:
+            os.close(c.fd)
+        c.fd = -1
         self.containers.remove(c)
         self.dead.append(c)
         n = Container(self, c.namespace, c.pod, c.pod_uid, c.name, c.restart + 1,
@@ -463,10 +463,14 @@ class KubeletWriter:
             if c.reopen_after <= 0:
                 self._finish_reopen(c)
 
-    def _finish_reopen(self, c: Container) -> None:
+    def _finish_reopen(self, c: Container, reopen: bool = True) -> None:
+        """The runtime reopens the log after a rotation: later writes go to
+        the new file."""
         if c.old_fd >= 0:
             os.close(c.old_fd)
             c.old_fd = -1
+        if reopen and c.fd < 0 and not c.dead:
+            self._open(c)
 
     def _cri_piece(self, c: Container, stream: str, tag: str, data: bytes, ts_ns: int,
                    torn: bool = False) -> None:
@@ -571,7 +575,7 @@ class KubeletWriter:
     # ---- rotation ------------------------------------------------------------------
 
     def maybe_rotate(self, c: Container) -> bool:
-        if not self.max_size or not c.rotation or c.dead:
+        if not self.max_size or not c.rotation or c.dead or c.fd < 0:
             return False
         try:
             size = os.fstat(c.fd).st_size
@@ -632,11 +636,12 @@ class KubeletWriter:
         os.rename(c.path, target)
         lag = self.rng.randint(*self.reopen_lag) if self.reopen_lag[1] > 0 else 0
         if lag > 0:
-            c.old_fd = c.fd
+            c.old_fd = c.fd  # the runtime keeps writing to the renamed file a little
+            c.fd = -1
             c.reopen_after = lag
-            self._open(c)  # the new file exists at once; writes still go to old_fd
         else:
             os.close(c.fd)
+            c.fd = -1
             self._open(c)
         c.rotations += 1
         self.stats["rotations"] += 1
@@ -759,7 +764,7 @@ class KubeletWriter:
 
     def close(self, *, remove_links: bool = True) -> None:
         for c in self.containers + self.dead:
-            self._finish_reopen(c)
+            self._finish_reopen(c, reopen=False)
             if c.fd >= 0:
                 os.close(c.fd)
                 c.fd = -1

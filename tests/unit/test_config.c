@@ -855,6 +855,15 @@ void test_config_apply_required(void)
     dr_cfg_free_conf(topts, &c);
     dr_cfg_doc_free(d);
     dr_cfg_errors_free(&e);
+
+    /* a null where the map should be: reported at the null */
+    d = load("agent:\n", &e);
+    memset(&c, 0, sizeof c);
+    CHECK_INT(dr_cfg_apply(topts, dr_cfg_get(dr_cfg_root(d), "agent"), &c, "agent", NULL, &e), 1);
+    CHECK_STR(e.msg[0], "t.yaml:1:7: agent.name: missing required key");
+    dr_cfg_free_conf(topts, &c);
+    dr_cfg_doc_free(d);
+    dr_cfg_errors_free(&e);
 }
 
 void test_config_apply_unknown_keys(void)
@@ -1210,7 +1219,7 @@ void test_config_garbage(void)
     };
     setenv("DRT_G", "${DRT_G}: [", 1);
     char text[512];
-    for (int iter = 0; iter < 4000; iter++) {
+    for (int iter = 0; iter < 2000; iter++) {
         size_t o = 0;
         int ntok = 1 + (int)(rng() % 40);
         for (int t = 0; t < ntok; t++) {
@@ -1224,7 +1233,7 @@ void test_config_garbage(void)
         text[o] = '\0';
         load_anything(text);
     }
-    for (int iter = 0; iter < 1000; iter++) {
+    for (int iter = 0; iter < 500; iter++) {
         size_t n = rng() % (sizeof text - 1);
         for (size_t i = 0; i < n; i++)
             text[i] = (char)(1 + rng() % 255);
@@ -1271,13 +1280,25 @@ void test_config_garbage(void)
     free(huge);
 
     /* a map with very many keys: duplicate detection stays fast */
-    size_t nkeys = 200000;
+    size_t nkeys = 50000;
     char *many = malloc(nkeys * 16 + 16);
     size_t o = 0;
     for (size_t i = 0; i < nkeys; i++)
         o += (size_t)sprintf(many + o, "k%zu: %zu\n", i, i);
     o += (size_t)sprintf(many + o, "k7: dup\n");
     CHECK_STR(load_error(many, NULL),
-              "t.yaml:200001:1: k7: duplicate key (first defined at line 8, column 1)");
+              "t.yaml:50001:1: k7: duplicate key (first defined at line 8, column 1)");
     free(many);
+
+    /* a file of millions of tiny values runs into the memory bound */
+    size_t nitems = 1000000; /* about 80 bytes each once parsed */
+    char *items = malloc(nitems * 2 + 16);
+    memcpy(items, "a: [", 4);
+    for (size_t i = 0; i < nitems; i++)
+        memcpy(items + 4 + 2 * i, "1,", 2);
+    memcpy(items + 4 + 2 * nitems, "1]", 3);
+    const char *m = load_error(items, NULL);
+    CHECK(strstr(m, "t.yaml:1:") == m);
+    CHECK(strstr(m, ": out of memory (a configuration may take at most 64 MiB once parsed)"));
+    free(items);
 }

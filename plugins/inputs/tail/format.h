@@ -57,7 +57,8 @@ typedef struct dr_join_stream {
     int64_t first_mono_ns; /* when the first pending piece arrived */
     uint64_t start_offset; /* file offset of the first pending piece */
     bool active;           /* pieces are pending */
-    bool discarding;       /* truncating: dropping the rest until the final piece */
+    bool discarding;       /* pieces of this record already went out: split mode emits
+                            * the rest as more pieces, truncate mode drops it */
 } dr_join_stream;
 
 typedef struct dr_joiner {

@@ -155,6 +155,12 @@ static int stream_reserve(dr_join_stream *s, size_t need, size_t max)
     return 0;
 }
 
+/* The record went out truncated; what still comes of it is dropped. */
+static bool was_truncated(const dr_joiner *j, const dr_join_stream *s)
+{
+    return s->discarding && j->mode == DR_LONG_TRUNCATE;
+}
+
 static void stream_start(dr_join_stream *s, const dr_line *ln, uint64_t offset, int64_t now)
 {
     s->active = true;
@@ -210,8 +216,8 @@ static int push_piece(dr_joiner *j, dr_join_stream *s, const dr_line *ln, uint64
 
     const char *data = ln->msg;
     size_t n = ln->msg_len;
-    if (s->discarding && j->mode == DR_LONG_TRUNCATE) {
-        n = 0; /* truncated already: the rest of the record is dropped */
+    if (was_truncated(j, s)) {
+        n = 0;
     } else {
         int rc = cut_if_too_long(j, s, ln, offset, now, &data, &n, c, st);
         if (rc < 0)
@@ -220,11 +226,11 @@ static int push_piece(dr_joiner *j, dr_join_stream *s, const dr_line *ln, uint64
 
     if (!ln->partial) {
         /* The record ends here, unless it was truncated: then it already
-         * went out. (A cut always leaves at least one byte pending in split
-         * mode, so the remainder is never empty.) */
-        bool cut = s->discarding;
-        if (!(cut && j->mode == DR_LONG_TRUNCATE)) {
-            int rc = add_joined(c, s, ln->stream, cut ? DR_REC_SPLIT : 0, data, n);
+         * went out. After a split, what remains is the last piece (never
+         * empty: a cut always leaves at least one byte behind). */
+        if (!was_truncated(j, s)) {
+            uint8_t flags = s->discarding ? DR_REC_SPLIT : 0;
+            int rc = add_joined(c, s, ln->stream, flags, data, n);
             if (rc < 0)
                 return rc;
         }
@@ -264,9 +270,8 @@ int dr_join_flush(dr_joiner *j, int64_t now_mono_ns, int64_t timeout_ns, dr_chun
         if (timeout_ns >= 0 && now_mono_ns - s->first_mono_ns < timeout_ns)
             continue;
         /* A truncated record already went out: only its state ends. */
-        bool cut = s->discarding;
-        if (!(cut && j->mode == DR_LONG_TRUNCATE)) {
-            uint8_t flags = DR_REC_TIMEOUT | (cut ? DR_REC_SPLIT : 0);
+        if (!was_truncated(j, s)) {
+            uint8_t flags = DR_REC_TIMEOUT | (s->discarding ? DR_REC_SPLIT : 0);
             int rc = add_joined(c, s, (uint8_t)i, flags, NULL, 0);
             if (rc < 0)
                 return rc;
