@@ -21,6 +21,7 @@
  * Everything here runs on the loop thread.
  */
 #include <fnmatch.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,8 +145,8 @@ const dr_option dr_agent_options[] = {
     }
 #define COMMON_TYPE                                                                                \
     {                                                                                              \
-        "type", DR_OPT_STRING, offsetof(common_conf, type), NULL, DR_OPT_REQUIRED, NULL, 0, 0,     \
-            "The plugin."                                                                          \
+        "type", DR_OPT_STRING, offsetof(common_conf, type), NULL, 0, NULL, 0, 0,                   \
+            "The plugin (required)."                                                               \
     }
 #define COMMON_MATCH                                                                               \
     {                                                                                              \
@@ -782,8 +783,12 @@ static dr_node *node_from_config(dr_agent *a, dr_plugin_kind kind, const dr_cfg_
                               : kind == DR_FILTER ? dr_common_filter_options
                                                   : dr_common_output_options;
     /* Common keys first, ignoring the plugin's own keys for now. */
+    /* A plain `type: null` is YAML's null, but it can only mean the null
+     * output: take the literal. */
     const dr_cfg_node *type_node = dr_cfg_get(item, "type");
-    if (!type_node || type_node->type != DR_CFG_SCALAR) {
+    bool null_literal = type_node && type_node->type == DR_CFG_NULL && type_node->str &&
+                        strcasecmp(type_node->str, "null") == 0;
+    if (!type_node || (type_node->type != DR_CFG_SCALAR && !null_literal)) {
         dr_cfg_error(errs, item, path, "`type` is required");
         free(n);
         return NULL;

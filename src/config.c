@@ -67,27 +67,25 @@ static const char *show_n(const char *s, size_t n, char *out)
     size_t o = 0, i = 0;
     for (; i < n && i < CFG_MAX_SHOWN; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
-            o += (size_t)snprintf(out + o, 5,
-                                  c == '"'    ? "\\\""
-                                  : c == '\\' ? "\\\\"
-                                              : "\\x%02x",
-                                  c);
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", c);
         } else {
             out[o++] = (char)c;
         }
     }
     if (i < n) {
-        /* Do not leave half of a UTF-8 sequence before the ellipsis. */
+        /* The last multi-byte character may be cut short: drop it whole,
+         * its continuation bytes and then its lead byte. */
         size_t cut = o;
         while (cut > 0 && ((unsigned char)out[cut - 1] & 0xC0) == 0x80)
             cut--;
         if (cut > 0 && ((unsigned char)out[cut - 1] & 0xC0) == 0xC0)
-            cut--;
-        else
-            cut = o;
-        memcpy(out + cut, "...", 3);
-        o = cut + 3;
+            o = cut - 1;
+        memcpy(out + o, "...", 3);
+        o += 3;
     }
     out[o] = '\0';
     return out;
@@ -98,7 +96,8 @@ static const char *show(const char *s, char *out)
     return show_n(s, strlen(s), out);
 }
 
-/* Key paths for messages: "inputs[0].paths". Too long paths are cut. */
+/* Key paths for messages: "inputs[0].paths". Too long paths are cut, and
+ * control bytes in keys become '?'. */
 typedef struct keypath {
     char s[CFG_MAX_KEYPATH];
     size_t len;
@@ -109,8 +108,10 @@ static void kp_raw(keypath *kp, const char *s, size_t n)
     size_t room = sizeof kp->s - 1 - kp->len;
     if (n > room)
         n = room;
-    memcpy(kp->s + kp->len, s, n);
-    kp->len += n;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        kp->s[kp->len++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
     kp->s[kp->len] = '\0';
 }
 
@@ -596,7 +597,8 @@ static int on_scalar(parser *P, const yaml_event_t *ev)
         n->str = doc_strndup(P->doc, raw, len);
     } else if (plain && !ev->data.scalar.tag && is_null_literal(raw, len)) {
         n->type = DR_CFG_NULL;
-        n->str = "";
+        /* keep the literal: `type: null` names the null output */
+        n->str = doc_strndup(P->doc, raw, len);
     } else {
         n->str = expand_env(P, raw, len, line, col);
     }
@@ -1289,7 +1291,7 @@ static parse_status parse_duration(const char *s, int64_t *ms)
         size_t i = 0, ulen = 0;
         for (; i < sizeof units / sizeof units[0]; i++) {
             ulen = strlen(units[i].unit);
-            /* "ms" comes before "m": a bare "m" must not be followed by "s" */
+            /* "ms" is tried before "m" */
             if (strncmp(p, units[i].unit, ulen) == 0)
                 break;
         }
@@ -1660,14 +1662,14 @@ static void apply_option(applier *A, const dr_option *o, const dr_cfg_node *map,
         apply_error(A, blocker, rel, "expected a map");
         return;
     }
-    if (v && v->type != DR_CFG_NULL)
+    if (v && v->type != DR_CFG_NULL) {
         apply_node(A, o, v, conf);
-    else if (o->flags & DR_OPT_REQUIRED)
-        apply_error(A,
-                    v        ? v
-                    : parent ? parent
-                             : A->where,
-                    o->name, v ? "a value is required" : "missing required key");
+    } else if (o->flags & DR_OPT_REQUIRED) {
+        if (v)
+            apply_error(A, v, o->name, "a value is required");
+        else
+            apply_error(A, parent ? parent : A->where, o->name, "missing required key");
+    }
 }
 
 /* The names an applier accepts: its options' names, then the extra keys. */
@@ -1725,12 +1727,13 @@ static int edit_distance(const char *a, size_t la, const char *b, size_t lb)
 
 /* The known key at the level of `prefix` (the keys of the map reached by
  * prefix) closest to `key`, if within distance 2 and shorter than the key
- * itself (so "x" does not suggest "id"). Writes it to out. */
+ * itself (so "x" does not suggest "id"). Writes it to out (cap > 0). */
 static bool suggest_key(const applier *A, const char *prefix, const char *key, char *out,
                         size_t cap)
 {
     size_t plen = strlen(prefix), klen = strlen(key);
     int best = 3;
+    out[0] = '\0';
     const char *k;
     for (size_t i = 0; (k = known_at(A, i)); i++) {
         if (plen && (strncmp(k, prefix, plen) != 0 || k[plen] != '.'))
@@ -1739,9 +1742,15 @@ static bool suggest_key(const applier *A, const char *prefix, const char *key, c
         const char *dot = strchr(seg, '.');
         size_t slen = dot ? (size_t)(dot - seg) : strlen(seg);
         int d = edit_distance(key, klen, seg, slen);
-        if (d < best && (size_t)d < klen) {
+        if (d > best || d > 2 || (size_t)d >= klen)
+            continue;
+        /* Ties go to the first in name order, not table order: the agent
+         * applies two tables to one map, and both must suggest the same. */
+        char cand[128];
+        snprintf(cand, sizeof cand, "%.*s", (int)slen, seg);
+        if (d < best || strcmp(cand, out) < 0) {
             best = d;
-            snprintf(out, cap, "%.*s", (int)slen, seg);
+            snprintf(out, cap, "%s", cand);
         }
     }
     return best <= 2;
@@ -1756,7 +1765,11 @@ static void check_unknown_keys(applier *A, const dr_cfg_node *map, const char *p
         const dr_cfg_node *key = map->pairs[i].key, *val = map->pairs[i].val;
         char full[CFG_MAX_KEYPATH];
         int len = snprintf(full, sizeof full, "%s%s%s", prefix, *prefix ? "." : "", key->str);
-        int kind = len > 0 && (size_t)len < sizeof full ? known_kind(A, full, (size_t)len) : 0;
+        if (len < 0 || (size_t)len >= sizeof full) {
+            apply_error(A, key, NULL, "unknown key (%zu bytes long)", strlen(key->str));
+            continue;
+        }
+        int kind = known_kind(A, full, (size_t)len);
         if (kind && strchr(key->str, '.')) {
             apply_error(A, key, full, "unknown key (write dotted options as nested maps)");
             continue;
@@ -1770,11 +1783,9 @@ static void check_unknown_keys(applier *A, const dr_cfg_node *map, const char *p
         }
         char hint[128];
         if (suggest_key(A, prefix, key->str, hint, sizeof hint))
-            apply_error(A, key, len > 0 && (size_t)len < sizeof full ? full : key->str,
-                        "unknown key, did you mean \"%s\"?", hint);
+            apply_error(A, key, full, "unknown key, did you mean \"%s\"?", hint);
         else
-            apply_error(A, key, len > 0 && (size_t)len < sizeof full ? full : key->str,
-                        "unknown key");
+            apply_error(A, key, full, "unknown key");
     }
 }
 

@@ -272,8 +272,8 @@ class Drover:
         assert status == 200, "GET /metrics: %d %s" % (status, body[:200])
         return Metrics(body)
 
-    def metric(self, name: str, **labels: str) -> float:
-        return self.metrics().get(name, **labels)
+    def metric(self, metric_name: str, /, **labels: str) -> float:
+        return self.metrics().get(metric_name, **labels)
 
 
 _SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
@@ -299,16 +299,16 @@ class Metrics:
                 continue
             self.samples.append((m.group(1), labels, v))
 
-    def find(self, name: str, **labels: str) -> list[tuple[dict, float]]:
+    def find(self, metric_name: str, /, **labels: str) -> list[tuple[dict, float]]:
         return [(l, v) for n, l, v in self.samples
-                if n == name and all(l.get(k) == want for k, want in labels.items())]
+                if n == metric_name and all(l.get(k) == want for k, want in labels.items())]
 
-    def get(self, name: str, **labels: str) -> float:
+    def get(self, metric_name: str, /, **labels: str) -> float:
         """Sum of the matching series; 0 when there is none."""
-        return sum(v for _, v in self.find(name, **labels))
+        return sum(v for _, v in self.find(metric_name, **labels))
 
-    def has(self, name: str, **labels: str) -> bool:
-        return bool(self.find(name, **labels))
+    def has(self, metric_name: str, /, **labels: str) -> bool:
+        return bool(self.find(metric_name, **labels))
 
 
 # ---- the output file ---------------------------------------------------------------------------

@@ -24,7 +24,10 @@ Rotation, like the kubelet's container log manager (CRI containers):
   "<f>"), rename the live file to "<restart>.log.<YYYYMMDD-HHMMSS>" (with a
   "_NNN" suffix when that name is taken, which keeps the names sorting by age)
   and let the runtime reopen a fresh one; the runtime may write a few more
-  lines to the renamed file first (it reopens asynchronously).
+  lines to the renamed file first (it reopens asynchronously; by default
+  only between records, with reopen_mid_record=True also between the pieces
+  of one record, which leaves a record's P pieces in the rotated file and its
+  F in the new one).
 Rotation like logrotate's copytruncate (docker json-file containers):
   shift "<f>.N" to "<f>.N+1" (dropping those past max_files), copy the file to
   "<f>.1", truncate the file to 0, between two writes of the writer.
@@ -288,6 +291,7 @@ class Container:
     fd: int = -1
     old_fd: int = -1  # the renamed file the runtime still writes to
     reopen_after: int = 0  # lines still to write to old_fd
+    hold_reopen: bool = False  # pieces of some stream are pending: no reopen now
     dead: bool = False
     rotations: int = 0
     lines: int = 0
@@ -352,7 +356,7 @@ class KubeletWriter:
     def __init__(self, root: str, *, seed: int = 0, max_size: Optional[int] = None,
                  max_files: int = 5, manifest: Optional[str] = None,
                  link_remove_delay: float = 2.0, reopen_lag: tuple[int, int] = (0, 3),
-                 rotate_mid_record: bool = False, clock: Callable[[], int] = time.time_ns):
+                 rotate_mid_record: bool = False, reopen_mid_record: bool = False, clock: Callable[[], int] = time.time_ns):
         self.root = os.path.abspath(root)
         self.containers_dir = os.path.join(self.root, "containers")
         self.pods_dir = os.path.join(self.root, "pods")
@@ -365,6 +369,7 @@ class KubeletWriter:
         self.link_remove_delay = link_remove_delay
         self.reopen_lag = reopen_lag
         self.rotate_mid_record = rotate_mid_record
+        self.reopen_mid_record = reopen_mid_record
         self.clock = clock
         self.containers: list[Container] = []  # live ones
         self.dead: list[Container] = []
@@ -457,8 +462,8 @@ class KubeletWriter:
                 view = view[n:]
         self.stats["bytes"] += len(data)
 
-    def _after_physical_line(self, c: Container) -> None:
-        if c.old_fd >= 0:
+    def _after_physical_line(self, c: Container, final: bool = True) -> None:
+        if c.old_fd >= 0 and (final or self.reopen_mid_record) and not c.hold_reopen:
             c.reopen_after -= 1
             if c.reopen_after <= 0:
                 self._finish_reopen(c)
@@ -476,13 +481,13 @@ class KubeletWriter:
                    torn: bool = False) -> None:
         head = ("%s %s %s " % (rfc3339nano(ts_ns, c.utc_offset), stream, tag)).encode("ascii")
         self._write(c, head + data + b"\n", torn)
-        self._after_physical_line(c)
+        self._after_physical_line(c, tag == "F")
 
     def _docker_piece(self, c: Container, stream: str, data: bytes, final: bool, ts_ns: int,
                       torn: bool = False) -> str:
         body = docker_escape(data) + ("\\n" if final else "")
         self._write(c, docker_line(body, stream, rfc3339nano(ts_ns)), torn)
-        self._after_physical_line(c)
+        self._after_physical_line(c, final)
         return body
 
     def pieces(self, c: Container, msg: bytes) -> list[tuple[bool, bytes]]:
@@ -510,17 +515,22 @@ class KubeletWriter:
         return text.encode("utf-8", "surrogatepass")
 
     def log(self, c: Container, msg: bytes, stream: str = "stdout", *, torn: bool = False,
-            record: bool = True, id: Optional[str] = None) -> Expected:
-        """Writes one logical line (in pieces when long) and records it."""
+            record: bool = True, id: Optional[str] = None,
+            rotate_after_piece: Optional[int] = None) -> Expected:
+        """Writes one logical line (in pieces when long) and records it.
+        rotate_after_piece=k rotates the file (the container's way, the
+        runtime reopening at once) right after the k-th piece (1-based)."""
         with self._lock:
             reported = b""
             first_ts = None
-            for final, data in self.pieces(c, msg):
+            for k, (final, data) in enumerate(self.pieces(c, msg), 1):
                 ts = self._now()
                 if first_ts is None:
                     first_ts = ts
                 reported += self._write_piece(c, stream, final, data, ts, torn)
-                if self.rotate_mid_record and not final:
+                if k == rotate_after_piece:
+                    self.force_rotate(c)
+                elif self.rotate_mid_record and not final:
                     self.maybe_rotate(c)
             c.lines += 1
             self.stats["lines"] += 1
@@ -552,11 +562,13 @@ class KubeletWriter:
         out P, err P, out F, err F (each message cut in two)."""
         with self._lock:
             a, b = len(out_msg) // 2, len(err_msg) // 2
+            c.hold_reopen = not self.reopen_mid_record
             t1 = self._now()
             r_out = self._write_piece(c, "stdout", False, out_msg[:a], t1)
             t2 = self._now()
             r_err = self._write_piece(c, "stderr", False, err_msg[:b], t2)
             r_out += self._write_piece(c, "stdout", True, out_msg[a:], self._now())
+            c.hold_reopen = False
             r_err += self._write_piece(c, "stderr", True, err_msg[b:], self._now())
             c.lines += 2
             self.stats["lines"] += 2
@@ -588,6 +600,18 @@ class KubeletWriter:
         else:
             self.copytruncate(c)
         return True
+
+    def force_rotate(self, c: Container) -> None:
+        """Rotates now, whatever the size, the runtime reopening at once."""
+        lag = self.reopen_lag
+        self.reopen_lag = (0, 0)
+        try:
+            if c.rotation == "copytruncate":
+                self.copytruncate(c)
+            else:
+                self.rotate(c)
+        finally:
+            self.reopen_lag = lag
 
     def _rotated_names(self, c: Container) -> list[str]:
         base = "%d.log." % c.restart
@@ -717,6 +741,17 @@ class KubeletWriter:
             pass  # docker escapes them: still a useful line
         self.log(c, msg, stream, torn=torn)
         return 1
+
+    def write_n(self, n: int, mix: Optional[Mix] = None,
+                containers: Optional[list[Container]] = None) -> None:
+        """Writes n generated lines at once (no pacing), round robin."""
+        mix = mix or Mix()
+        i = 0
+        while i < n:
+            cs = containers or self.containers
+            c = cs[i % len(cs)]
+            i += self.write_generated(c, mix)
+        self.manifest.flush()
 
     def run(self, *, rate: float, duration: float, mix: Optional[Mix] = None,
             restarts: Iterable[float] = (), die_mid_line: bool = True,

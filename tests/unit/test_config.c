@@ -896,6 +896,33 @@ void test_config_apply_unknown_keys(void)
     CHECK_STR(e.msg[2], "t.yaml:6:1: inputs[0].qq: unknown key");
     dr_cfg_free_conf(topts, &c);
     dr_cfg_errors_free(&e);
+
+    /* two tables over one map (as the agent does: common keys, then the
+     * plugin's, each with the other's names as extra keys) report an
+     * unknown key once, with the same suggestion whatever the table order */
+    typedef struct {
+        char *a, *b;
+    } two;
+    static const dr_option first[] = {
+        {"path_b", DR_OPT_STRING, offsetof(two, a), NULL, 0, NULL, 0, 0, "a"},
+        {0},
+    };
+    static const dr_option second[] = {
+        {"path_a", DR_OPT_STRING, offsetof(two, b), NULL, 0, NULL, 0, 0, "b"},
+        {0},
+    };
+    static const char *const first_names[] = {"path_b", NULL};
+    static const char *const second_names[] = {"path_a", NULL};
+    dr_cfg_doc *d = load("path_c: x\n", &e);
+    two t = {0};
+    CHECK_INT(dr_cfg_apply(first, dr_cfg_root(d), &t, "o", second_names, &e), 1);
+    CHECK_INT(dr_cfg_apply(second, dr_cfg_root(d), &t, "o", first_names, &e), 1);
+    CHECK_INT(e.n, 1);
+    CHECK_STR(e.msg[0], "t.yaml:1:1: o.path_c: unknown key, did you mean \"path_a\"?");
+    dr_cfg_free_conf(first, &t);
+    dr_cfg_free_conf(second, &t);
+    dr_cfg_doc_free(d);
+    dr_cfg_errors_free(&e);
 }
 
 void test_config_apply_nested(void)
