@@ -226,7 +226,17 @@ def test_record_pieces_straddling_a_rotation(start_drover, tmp_path, fmt):
     w.log(c, b"seq=%s before" % c.next_id().encode())
     o = OutputFile(str(out))
     wait_until(lambda: o.count() >= 1, 20, what="the first record")
-    w.log(c, big(w, c, 40 * 1024), rotate_after_piece=1)
+    # the first piece, the rotation; drover sees both before the rest comes
+    rec = big(w, c, 40 * 1024)
+    pieces = w.pieces(c, rec)
+    t0 = time.time_ns()
+    w._write_piece(c, "stdout", pieces[0][0], pieces[0][1], t0)
+    w.force_rotate(c)
+    time.sleep(1.0)
+    reported = b""
+    for final, data in pieces[1:]:
+        reported += w._write_piece(c, "stdout", final, data, time.time_ns())
+    w.manifest.add(c.expected(c.key + ":%d" % c.seq, "stdout", t0, rec))
     w.log(c, b"seq=%s after" % c.next_id().encode())
     n = len(w.manifest.records)
     wait_until(lambda: o.count() >= n, 20, what="%d records" % n)
@@ -234,4 +244,35 @@ def test_record_pieces_straddling_a_rotation(start_drover, tmp_path, fmt):
     o.read()
     dl = Delivery(w.manifest.records, o.records)
     dl.assert_exactly_once()
+    assert d.stop() == 0
+
+
+@pytest.mark.time_limit(90)
+def test_copytruncate_then_quick_regrowth(start_drover, tmp_path):
+    """logrotate copytruncate, and the application writes more than drover
+    had read of the old content before drover looks again: what drover had
+    not read is in the copy, the new content must be read from its start."""
+    root = tmp_path / "node"
+    out = tmp_path / "out.ndjson"
+    w = KubeletWriter(str(root), seed=6, max_size=None)
+    c = w.add_container("special", "regrow", "app", fmt="docker")
+    cfg = tmp_path / "drover.yaml"
+    cfg.write_text(tail_config(data_dir=str(tmp_path / "data"),
+                               paths=[str(root / "containers" / "*.log")], out=str(out),
+                               extra_tail="rotate_wait: 1s\npoll_interval: 200ms"))
+    d = start_drover(str(cfg)).wait_ready()
+    o = OutputFile(str(out))
+    for round_ in range(3):
+        w.log(c, b"seq=%s before round %d" % (c.next_id().encode(), round_))
+        n = len(w.manifest.records)
+        wait_until(lambda: o.count() >= n, 20, what="%d records" % n)
+        w.force_rotate(c)  # copy to 0.log.1, truncate 0.log
+        for i in range(10):
+            w.log(c, b"seq=%s regrowth %d " % (c.next_id().encode(), i) + w._payload(100))
+        time.sleep(1.0)
+    n = len(w.manifest.records)
+    wait_until(lambda: o.count() >= n, 20, what="%d records" % n)
+    time.sleep(2)
+    o.read()
+    Delivery(w.manifest.records, o.records).assert_exactly_once()
     assert d.stop() == 0

@@ -257,3 +257,37 @@ void test_tail_long_lines(void)
     free(line);
     dr_metrics_free(m);
 }
+
+/* logrotate copytruncate while drover is stopped: the copy supplies what
+ * had not been read, the truncated file is read from its start. */
+void test_tail_copytruncate_between_runs(void)
+{
+    const char *root = dt_tmpdir();
+    char dir[512], log[600], copy[700];
+    make_container(root, "0.log", dir, sizeof dir);
+    snprintf(log, sizeof log, "%s/0.log", dir);
+    snprintf(copy, sizeof copy, "%s/0.log.1", dir);
+    append_str(log,
+               "{\"log\":\"c1\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-25T04:00:01Z\"}\n");
+    dr_metrics *m = dr_metrics_new();
+    char *out = run_oneshot(root, "", m);
+    CHECK_INT(count_lines(out), 1);
+    free(out);
+    append_str(log,
+               "{\"log\":\"c2\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-25T04:00:02Z\"}\n");
+    char *content = dt_read_file(log, NULL);
+    FILE *f = fopen(copy, "w");
+    fputs(content, f);
+    fclose(f);
+    free(content);
+    f = fopen(log, "w"); /* truncate */
+    fputs("{\"log\":\"c3\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-25T04:00:03Z\"}\n", f);
+    fclose(f);
+    out = run_oneshot(root, "", m);
+    CHECK_INT(count_lines(out), 2);
+    CHECK(strstr(out, "\"message\":\"c1\"") == NULL);
+    const char *c2 = strstr(out, "\"message\":\"c2\""), *c3 = strstr(out, "\"message\":\"c3\"");
+    CHECK(c2 && c3 && c2 < c3);
+    free(out);
+    dr_metrics_free(m);
+}

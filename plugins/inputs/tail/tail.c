@@ -566,6 +566,7 @@ static void recover_from_copy(tail_state *st, tail_file *f)
         copy->close_at_eof = true;
         copy->fmt = f->fmt;
         tail_file_position(copy, f->read_off, false);
+        tail_file_handoff(f, copy);
         found = true;
         dr_log(st->inst, DR_LOG_INFO, "reading the rest of a copied-and-truncated file",
                "path=%s copy=%s offset=%llu", f->path, path, (unsigned long long)f->read_off);

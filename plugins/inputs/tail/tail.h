@@ -84,6 +84,10 @@ struct tail_file {
     int64_t long_time_ns;
     uint8_t long_stream;
     bool long_partial;
+    /* copytruncate: the copy that continues this file's old content waits
+     * for our chunks of that content before its checkpoint may pass them */
+    tail_file *handoff_to;
+    uint64_t handoff_seq;
     /* acknowledgements, in emission order */
     tail_inflight *ring;
     size_t ring_cap, ring_head, ring_len;
@@ -166,6 +170,9 @@ dr_ckpt_entry *tail_find_checkpoint(tail_state *st, const dr_ckpt_key *key,
                                     const unsigned char *prefix, bool by_content, const char *dir);
 /* Records the file's delivered offset in the checkpoint table. */
 void tail_file_update_checkpoint(tail_file *f);
+/* The copy of a truncated file continues its old content from where we
+ * had read; its checkpoint must not pass what we still have in flight. */
+void tail_file_handoff(tail_file *from, tail_file *copy);
 /* Counts a truncation and starts the file again from its beginning. */
 void tail_file_restart(tail_file *f);
 

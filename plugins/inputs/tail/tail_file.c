@@ -269,6 +269,8 @@ static int ring_push(tail_file *f, uint64_t seq, uint64_t end_off)
     return 0;
 }
 
+static void on_chunk_ack(void *ctx, uint64_t seq, bool delivered);
+
 /* Moves the checkpoint through the delivered prefix of the ring. */
 static void advance_checkpoint(tail_file *f)
 {
@@ -286,6 +288,11 @@ static void advance_checkpoint(tail_file *f)
     }
     if (moved)
         tail_file_update_checkpoint(f);
+    if (f->ring_len == 0 && f->handoff_to) {
+        tail_file *copy = f->handoff_to;
+        f->handoff_to = NULL;
+        on_chunk_ack(copy, f->handoff_seq, !f->stalled);
+    }
 }
 
 static void on_chunk_ack(void *ctx, uint64_t seq, bool delivered)
@@ -630,6 +637,19 @@ void tail_file_flush_partials(tail_file *f, bool force)
 }
 
 /* ---- growth and truncation ------------------------------------------------------------- */
+
+void tail_file_handoff(tail_file *from, tail_file *copy)
+{
+    if (from->ring_len == 0 || from->handoff_to)
+        return; /* nothing in flight: the copy's checkpoint may start where we read */
+    uint64_t seq = copy->next_seq++;
+    if (ring_push(copy, seq, copy->read_off) < 0)
+        return;
+    copy->ckpt_off = from->ckpt_off;
+    tail_file_update_checkpoint(copy);
+    from->handoff_to = copy;
+    from->handoff_seq = seq;
+}
 
 void tail_file_restart(tail_file *f)
 {
