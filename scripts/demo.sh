@@ -10,7 +10,7 @@ ZIG=$(bash scripts/setup.sh)
 
 DEMO=$(mktemp -d /tmp/drover-demo.XXXXXX)
 export DEMO_LOG_DIR="$DEMO/logs" DEMO_DATA_DIR="$DEMO/data"
-python3 tests/e2e/kubelet_writer.py --root "$DEMO_LOG_DIR" --rate 20 --duration 0 &
+python3 tests/e2e/kubelet_writer.py --root "$DEMO_LOG_DIR" --rate 20 --duration 0 --max-size 65536 --max-files 3 &
 writer=$!
 cleanup() { kill "$writer" 2>/dev/null || true; wait "$writer" 2>/dev/null || true; rm -rf "$DEMO"; }
 trap cleanup EXIT

@@ -92,7 +92,7 @@ def yaml_str(s: str) -> str:
 
 def tail_config(*, data_dir: str, paths: Iterable[str], out: str, port: int = 0,
                 name: str = "pods", output_name: str = "out", extra_tail: str = "",
-                agent_extra: str = "", extra: str = "") -> str:
+                agent_extra: str = "", extra: str = "", log_level: str = "debug") -> str:
     """A config with one tail input and one file output. extra_tail: more
     option lines for the input ("key: value" each, any indentation)."""
     tail_lines = "".join("    %s\n" % l.strip() for l in extra_tail.strip().splitlines() if l.strip())
@@ -102,6 +102,7 @@ def tail_config(*, data_dir: str, paths: Iterable[str], out: str, port: int = 0,
         "  http:\n"
         "    listen: %s\n"
         "  grace_period: 5s\n"
+        "  log_level: %s\n"
         "%s"
         "inputs:\n"
         "  - name: %s\n"
@@ -115,7 +116,7 @@ def tail_config(*, data_dir: str, paths: Iterable[str], out: str, port: int = 0,
         "    match: %s\n"
         "    path: %s\n"
         "%s"
-    ) % (yaml_str(data_dir), yaml_str("%s:%d" % (HOST, port)), agent_extra, name,
+    ) % (yaml_str(data_dir), yaml_str("%s:%d" % (HOST, port)), log_level, agent_extra, name,
          ", ".join(yaml_str(p) for p in paths), tail_lines, output_name,
          name, yaml_str(out), extra)
 
@@ -540,3 +541,49 @@ def run_writer_cli(args: list[str], *, timeout: float, log_path: str) -> subproc
                          stdout=subprocess.PIPE, stderr=logf)
     logf.close()
     return p
+
+
+class WriterProcess:
+    """kubelet_writer.py run as a process over a node root, with a manifest."""
+
+    def __init__(self, root: str, workdir: str, *, seed: int, rate: float, duration: float,
+                 pods: int = 2, containers: int = 2, docker: int = 1, max_size: int = 512 * 1024,
+                 max_files: int = 5, restart_at: Iterable[float] = (), link_remove_delay: float = 5.0,
+                 mix: Optional[dict] = None):
+        self.root = root
+        self.manifest_path = os.path.join(workdir, "manifest-%d.ndjson" % seed)
+        self.log_path = os.path.join(workdir, "writer-%d.log" % seed)
+        mix = DEFAULT_MIX if mix is None else mix
+        self.args = ["--root", root, "--seed", str(seed), "--rate", str(rate),
+                     "--duration", str(duration), "--pods", str(pods), "--containers", str(containers),
+                     "--docker", str(docker), "--max-size", str(max_size), "--max-files", str(max_files),
+                     "--link-remove-delay", str(link_remove_delay), "--manifest", self.manifest_path]
+        for t in restart_at:
+            self.args += ["--restart-at", str(t)]
+        for k, v in mix.items():
+            self.args += ["--" + k.replace("_", "-"), str(v)]
+        self.duration = duration
+        self.proc: Optional[subprocess.Popen] = None
+        self.summary: dict = {}
+
+    def start(self) -> subprocess.Popen:
+        self.proc = run_writer_cli(self.args, timeout=self.duration + 60, log_path=self.log_path)
+        return self.proc
+
+    def finish(self, timeout: Optional[float] = None) -> list:
+        """Waits for the writer to end; returns the manifest's records."""
+        from kubelet_writer import Manifest
+        assert self.proc is not None
+        try:
+            out, _ = self.proc.communicate(timeout=timeout or self.duration + 60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("kubelet_writer did not finish in time")
+        assert self.proc.returncode == 0, "kubelet_writer failed (%d):\n%s" % (
+            self.proc.returncode, open(self.log_path, errors="replace").read()[-3000:])
+        self.summary = json.loads(out.decode().strip().splitlines()[-1])
+        return Manifest.load(self.manifest_path)
+
+
+DEFAULT_MIX = {"stderr": 0.2, "long": 0.002, "unicode": 0.01, "invalid_utf8": 0.005,
+               "binary": 0.005, "empty": 0.005, "interleave": 0.01, "torn": 0.01}

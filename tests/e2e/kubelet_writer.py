@@ -242,13 +242,17 @@ class Manifest:
     """What was written: every logical line, in writing order. Kept in memory
     and, when a path is given, appended to that file as NDJSON."""
 
-    def __init__(self, path: Optional[str] = None):
+    def __init__(self, path: Optional[str] = None, keep: bool = True):
         self.records: list[Expected] = []
+        self.count = 0
+        self.keep = keep  # False: only the file (a long-running CLI writer)
         self.path = path
         self._fh = open(path, "w", encoding="utf-8") if path else None
 
     def add(self, rec: Expected) -> Expected:
-        self.records.append(rec)
+        self.count += 1
+        if self.keep:
+            self.records.append(rec)
         if self._fh:
             self._fh.write(rec.to_json() + "\n")
         return rec
@@ -356,7 +360,8 @@ class KubeletWriter:
     def __init__(self, root: str, *, seed: int = 0, max_size: Optional[int] = None,
                  max_files: int = 5, manifest: Optional[str] = None,
                  link_remove_delay: float = 2.0, reopen_lag: tuple[int, int] = (0, 3),
-                 rotate_mid_record: bool = False, reopen_mid_record: bool = False, clock: Callable[[], int] = time.time_ns):
+                 rotate_mid_record: bool = False, reopen_mid_record: bool = False,
+                 keep_manifest: bool = True, clock: Callable[[], int] = time.time_ns):
         self.root = os.path.abspath(root)
         self.containers_dir = os.path.join(self.root, "containers")
         self.pods_dir = os.path.join(self.root, "pods")
@@ -365,7 +370,7 @@ class KubeletWriter:
         self.rng = random.Random(seed)
         self.max_size = max_size
         self.max_files = max(2, max_files)
-        self.manifest = Manifest(manifest)
+        self.manifest = Manifest(manifest, keep=keep_manifest)
         self.link_remove_delay = link_remove_delay
         self.reopen_lag = reopen_lag
         self.rotate_mid_record = rotate_mid_record
@@ -867,7 +872,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     w = KubeletWriter(a.root, seed=a.seed, max_size=a.max_size or None, max_files=a.max_files,
-                      manifest=a.manifest, link_remove_delay=a.link_remove_delay)
+                      manifest=a.manifest, link_remove_delay=a.link_remove_delay,
+                      keep_manifest=False)
     build_default_node(w, a.pods, a.containers, a.docker)
     for _ in range(a.huge):
         c = w.containers[0]
@@ -895,7 +901,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         w.close()
     summary = dict(w.stats)
-    summary["records"] = len(w.manifest.records)
+    summary["records"] = w.manifest.count
     summary["seconds"] = round(time.monotonic() - t0, 3)
     print(json.dumps(summary), flush=True)
     return 0

@@ -5,6 +5,7 @@ straddle a rotation."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -226,6 +227,7 @@ def test_record_pieces_straddling_a_rotation(start_drover, tmp_path, fmt):
     w.log(c, b"seq=%s before" % c.next_id().encode())
     o = OutputFile(str(out))
     wait_until(lambda: o.count() >= 1, 20, what="the first record")
+    time.sleep(0.5)  # a few polls: drover has fingerprinted the file's content
     # the first piece, the rotation; drover sees both before the rest comes
     rec = big(w, c, 40 * 1024)
     pieces = w.pieces(c, rec)
@@ -249,30 +251,64 @@ def test_record_pieces_straddling_a_rotation(start_drover, tmp_path, fmt):
 
 @pytest.mark.time_limit(90)
 def test_copytruncate_then_quick_regrowth(start_drover, tmp_path):
-    """logrotate copytruncate, and the application writes more than drover
-    had read of the old content before drover looks again: what drover had
-    not read is in the copy, the new content must be read from its start."""
+    """logrotate copytruncate, then the application writes more than drover
+    had read of the old content before drover polls the file: the new
+    content must be read from its start (not from the old offset), and what
+    had not been read of the old content comes from the copy."""
     root = tmp_path / "node"
     out = tmp_path / "out.ndjson"
     w = KubeletWriter(str(root), seed=6, max_size=None)
-    c = w.add_container("special", "regrow", "app", fmt="docker")
     cfg = tmp_path / "drover.yaml"
     cfg.write_text(tail_config(data_dir=str(tmp_path / "data"),
                                paths=[str(root / "containers" / "*.log")], out=str(out),
-                               extra_tail="rotate_wait: 1s\npoll_interval: 200ms"))
+                               extra_tail="rotate_wait: 1s"))
     d = start_drover(str(cfg)).wait_ready()
     o = OutputFile(str(out))
     for round_ in range(3):
-        w.log(c, b"seq=%s before round %d" % (c.next_id().encode(), round_))
+        c = w.add_container("special", "regrow-%d" % round_, "app", fmt="docker")
+        w.log(c, b"seq=%s before" % c.next_id().encode())
         n = len(w.manifest.records)
         wait_until(lambda: o.count() >= n, 20, what="%d records" % n)
         w.force_rotate(c)  # copy to 0.log.1, truncate 0.log
         for i in range(10):
             w.log(c, b"seq=%s regrowth %d " % (c.next_id().encode(), i) + w._payload(100))
-        time.sleep(1.0)
     n = len(w.manifest.records)
     wait_until(lambda: o.count() >= n, 20, what="%d records" % n)
     time.sleep(2)
+    o.read()
+    Delivery(w.manifest.records, o.records).assert_exactly_once()
+    assert d.stop() == 0
+
+
+@pytest.mark.time_limit(90)
+def test_copytruncate_of_a_young_file_while_drover_lags(start_drover, tmp_path):
+    """A file that was empty when drover opened it is copied and truncated
+    while drover is behind (SIGSTOP stands in for a busy node): the lines
+    drover had not read yet are in the copy and must be read from there."""
+    root = tmp_path / "node"
+    out = tmp_path / "out.ndjson"
+    w = KubeletWriter(str(root), seed=8, max_size=None)
+    c = w.add_container("special", "young", "app", fmt="docker")
+    cfg = tmp_path / "drover.yaml"
+    cfg.write_text(tail_config(data_dir=str(tmp_path / "data"),
+                               paths=[str(root / "containers" / "*.log")], out=str(out),
+                               extra_tail="rotate_wait: 1s\npoll_interval: 3s"))
+    d = start_drover(str(cfg)).wait_ready()
+    o = OutputFile(str(out))
+    w.log(c, b"seq=%s first line, read at once " % c.next_id().encode() + w._payload(200))
+    wait_until(lambda: o.count() >= 1, 20, what="the first record")
+    d.signal(signal.SIGSTOP)
+    try:
+        for i in range(5):
+            w.log(c, b"seq=%s written while drover lags %d" % (c.next_id().encode(), i))
+        w.force_rotate(c)
+        w.log(c, b"seq=%s new" % c.next_id().encode())
+    finally:
+        d.signal(signal.SIGCONT)
+    last = w.manifest.records[-1].text
+    wait_until(lambda: o.read() is not None and any(r["message"] == last for r in o.records), 20,
+               interval=0.05, what="the last line")
+    time.sleep(1)
     o.read()
     Delivery(w.manifest.records, o.records).assert_exactly_once()
     assert d.stop() == 0

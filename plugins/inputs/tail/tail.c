@@ -463,7 +463,8 @@ static void scan(tail_state *st)
 static bool older_file_pending(tail_state *st, tail_file *f)
 {
     for (tail_file *o = st->files; o; o = o->next)
-        if (o != f && o->group == f->group && o->order < f->order && !o->closing && !o->at_eof)
+        if (o != f && o->group == f->group && o->order < f->order && !o->closing && o->hot &&
+            !o->at_eof)
             return true;
     return false;
 }
