@@ -471,6 +471,37 @@ static bool older_file_pending(tail_state *st, tail_file *f)
 
 static void report_drained_if_done(tail_state *st);
 
+static bool has_unread_data(tail_file *o)
+{
+    if (o->gz)
+        return !o->at_eof;
+    struct stat sb;
+    return fstat(o->fd, &sb) == 0 && (uint64_t)sb.st_size > o->read_off;
+}
+
+/* A line can be cut by a rotation: its first pieces at the end of the old
+ * file, the rest at the start of the new one (the runtime reopened in
+ * between). Once a newer file has data, the older files of the container
+ * are complete; before the newer one is read, it takes over their pending
+ * pieces. Returns false when an older file must be read first. */
+static void handle_truncation(tail_state *st, tail_file *f);
+
+static bool inherit_partials(tail_state *st, tail_file *f)
+{
+    for (tail_file *o = st->files; o; o = o->next) {
+        if (o == f || o->group != f->group || o->order > f->order || o->closing ||
+            dr_join_pending_count(&o->join) == 0)
+            continue;
+        if (has_unread_data(o)) {
+            o->hot = true;
+            return false;
+        }
+        tail_file_take_partials(f, o, false);
+        o->close_at_eof = true;
+    }
+    return true;
+}
+
 static void on_reader(uv_idle_t *h)
 {
     tail_state *st = h->data;
@@ -488,7 +519,12 @@ static void on_reader(uv_idle_t *h)
             st->reader_active = false;
             return;
         }
-        tail_file_read_once(f);
+        if (!inherit_partials(st, f)) {
+            more = true;
+            continue;
+        }
+        if (tail_file_read_once(f) == TAIL_TRUNCATED)
+            handle_truncation(st, f);
         if (f->hot)
             more = true;
     }
@@ -568,11 +604,22 @@ static void recover_from_copy(tail_state *st, tail_file *f)
         copy->fmt = f->fmt;
         tail_file_position(copy, f->read_off, false);
         tail_file_handoff(f, copy);
+        tail_file_take_partials(copy, f, true);
         found = true;
         dr_log(st->inst, DR_LOG_INFO, "reading the rest of a copied-and-truncated file",
                "path=%s copy=%s offset=%llu", f->path, path, (unsigned long long)f->read_off);
     }
     free(names);
+}
+
+/* The file was cut (and maybe written again): what had not been read comes
+ * from the copy, if logrotate made one; the file itself starts over as the
+ * newest file of its container. */
+static void handle_truncation(tail_state *st, tail_file *f)
+{
+    recover_from_copy(st, f);
+    f->order = f->group->next_order++;
+    tail_file_restart(f);
 }
 
 static void close_finished_files(tail_state *st)
@@ -652,10 +699,8 @@ static void on_poll_timer(uv_timer_t *t)
 {
     tail_state *st = t->data;
     for (tail_file *f = st->files; f; f = f->next) {
-        if (tail_file_poll(f) == TAIL_TRUNCATED) {
-            recover_from_copy(st, f);
-            tail_file_restart(f);
-        }
+        if (tail_file_poll(f) == TAIL_TRUNCATED)
+            handle_truncation(st, f);
         /* a partial line waits for its continuation only while there is
          * nothing more to read */
         if (!f->closing && f->at_eof && !f->hot)

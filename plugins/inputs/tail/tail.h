@@ -133,6 +133,8 @@ struct tail_state {
     dr_join_stats jstats;
 };
 
+#define TAIL_TRUNCATED 2
+
 /* tail_file.c */
 /* Opens a file of a group (the descriptor is taken over). NULL on failure. */
 tail_file *tail_file_open(tail_state *st, tail_group *g, const char *path, int fd, bool compressed,
@@ -144,7 +146,9 @@ tail_file *tail_file_open(tail_state *st, tail_group *g, const char *path, int f
  * matched. */
 bool tail_file_position(tail_file *f, uint64_t start, bool by_content);
 /* Reads and emits one buffer. Returns 1 if more data may follow at once, 0
- * at the end of the data, negative on error. */
+ * at the end of the data, TAIL_TRUNCATED when the file turned out to have
+ * been truncated (nothing was emitted; see tail_file_poll), negative on
+ * error. */
 int tail_file_read_once(tail_file *f);
 /* Emits partial lines that waited long enough (all of them when force). */
 void tail_file_flush_partials(tail_file *f, bool force);
@@ -158,7 +162,6 @@ void tail_file_free(tail_file *f);
 /* Checks growth and truncation with fstat; marks the file hot on growth.
  * Returns TAIL_TRUNCATED when the content was cut or replaced (the caller
  * then looks for a copy and calls tail_file_restart), else 0. */
-#define TAIL_TRUNCATED 1
 int tail_file_poll(tail_file *f);
 /* Bytes on disk not yet delivered. */
 uint64_t tail_file_lag(const tail_file *f);
@@ -170,6 +173,10 @@ dr_ckpt_entry *tail_find_checkpoint(tail_state *st, const dr_ckpt_key *key,
                                     const unsigned char *prefix, bool by_content, const char *dir);
 /* Records the file's delivered offset in the checkpoint table. */
 void tail_file_update_checkpoint(tail_file *f);
+/* Moves the pending partial lines of `from` into `to`, the file that
+ * continues it (a newer file of the container, or the copy of a truncated
+ * file when same_content), for the streams `to` has nothing pending on. */
+void tail_file_take_partials(tail_file *to, tail_file *from, bool same_content);
 /* The copy of a truncated file continues its old content from where we
  * had read; its checkpoint must not pass what we still have in flight. */
 void tail_file_handoff(tail_file *from, tail_file *copy);

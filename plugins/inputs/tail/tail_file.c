@@ -94,6 +94,10 @@ dr_ckpt_entry *tail_find_checkpoint(tail_state *st, const dr_ckpt_key *key,
         dr_ckpt_entry *e = dr_ckpt_at(st->ckpt, i);
         if (!fingerprint_matches(e, prefix, key->fp_len))
             continue;
+        /* A fingerprint shorter than what was read cannot tell this file
+         * from another one that reused the inode. */
+        if (e->key.fp_len < (e->offset < DR_FP_MAX ? e->offset : DR_FP_MAX))
+            continue;
         if (e->key.dev == key->dev && e->key.ino == key->ino)
             return e;
         /* By content only within the same directory (a rotation stays beside
@@ -168,8 +172,14 @@ bool tail_file_position(tail_file *f, uint64_t start, bool by_content)
     uint64_t size = fstat(f->fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     dr_ckpt_entry *e = tail_find_checkpoint(st, &f->key, f->prefix, by_content, f->group->dir);
     uint64_t off;
+    bool matched = e != NULL;
     if (e) {
         off = e->offset;
+        if (memcmp(&e->key, &f->key, sizeof f->key) != 0) {
+            /* the file's own key replaces the entry it resumed from */
+            dr_ckpt_key old = e->key;
+            dr_ckpt_remove(st->ckpt, &old);
+        }
         if (!f->compressed && off > size) {
             /* shorter than what we had read: truncated while we were away */
             dr_counter_add(st->truncations, 1);
@@ -194,7 +204,7 @@ bool tail_file_position(tail_file *f, uint64_t start, bool by_content)
     f->read_off = f->ckpt_off = off;
     f->size_seen = size;
     tail_file_update_checkpoint(f);
-    return e != NULL;
+    return matched;
 }
 
 void tail_file_update_checkpoint(tail_file *f)
@@ -487,6 +497,9 @@ static size_t parse_buffer(tail_file *f, dr_chunk *c, char *data, size_t n, uint
 
 /* ---- reading ---------------------------------------------------------------------------- */
 
+static bool content_replaced(tail_file *f);
+static void extend_fingerprint(tail_file *f);
+
 static ssize_t read_plain(tail_file *f, char *buf, size_t cap)
 {
     for (;;) {
@@ -529,6 +542,11 @@ int tail_file_read_once(tail_file *f)
         f->hot = false;
         return DR_EIO;
     }
+    /* The first bytes still being those we fingerprinted after the read
+     * means the read saw the content we were reading, not a file that was
+     * truncated and has grown again past our offset. */
+    if (!f->gz && n > 0 && content_replaced(f))
+        return TAIL_TRUNCATED;
     bool eof_now = (size_t)n - carried == 0;
     if (eof_now) {
         if (!f->at_eof)
@@ -584,10 +602,14 @@ int tail_file_read_once(tail_file *f)
     } else {
         f->read_off += used;
     }
-    account_read(f, c);
-    sync_join_stats(f);
     if (f->read_off > f->size_seen)
         f->size_seen = f->read_off;
+    /* Every checkpoint is then covered by the fingerprint (up to its
+     * DR_FP_MAX bytes): a reused inode can never resume from it. */
+    if (!f->gz)
+        extend_fingerprint(f);
+    account_read(f, c);
+    sync_join_stats(f);
     return full ? 1 : 0;
 }
 
@@ -637,6 +659,23 @@ void tail_file_flush_partials(tail_file *f, bool force)
 }
 
 /* ---- growth and truncation ------------------------------------------------------------- */
+
+void tail_file_take_partials(tail_file *to, tail_file *from, bool same_content)
+{
+    for (int i = 0; i < 2; i++) {
+        dr_join_stream *src = &from->join.s[i], *dst = &to->join.s[i];
+        if (!src->active || dst->active)
+            continue;
+        dr_join_stream moved = *src;
+        /* the continuation comes from `to`: until the record is complete,
+         * its checkpoint stays where the continuation starts */
+        if (!same_content)
+            moved.start_offset = to->read_off;
+        free(dst->buf);
+        *dst = moved;
+        memset(src, 0, sizeof *src);
+    }
+}
 
 void tail_file_handoff(tail_file *from, tail_file *copy)
 {
