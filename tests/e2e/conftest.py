@@ -25,6 +25,7 @@ DEFAULT_TIME_LIMIT = 180
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "time_limit(seconds): fail the test past this many seconds")
+    config.addinivalue_line("markers", "sanitizer: short tests that also run against the ASan + UBSan build")
 
 
 @pytest.fixture(scope="session")

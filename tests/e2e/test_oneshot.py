@@ -40,6 +40,7 @@ def make_node(root, seed):
     return w
 
 
+@pytest.mark.sanitizer
 def test_oneshot_delivers_everything_once_and_resumes(drover_bin, tmp_path):
     root = tmp_path / "node"
     out = tmp_path / "out.ndjson"

@@ -17,6 +17,7 @@ RATE = 3000
 DURATION = 15
 
 
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(150)
 def test_sighup_reload_good_then_broken(start_drover, track, tmp_path):
     root = tmp_path / "node"

@@ -31,6 +31,7 @@ def big(w, c, size):
     return head + w._payload(size - len(head))
 
 
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(150)
 def test_special_lines(start_drover, tmp_path):
     root, root_t = tmp_path / "node", tmp_path / "node-trunc"
