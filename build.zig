@@ -16,7 +16,7 @@ const core_sources = [_][]const u8{
     "src/buf.c",
     "src/checkpoint.c",
     "src/chunk.c",
-    "src/clock.c",
+    "src/util.c",
     "src/config.c",
     "src/http_server.c",
     "src/json.c",

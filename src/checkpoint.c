@@ -127,18 +127,6 @@ enum { LOAD_OK = 0, LOAD_MISSING = 1, LOAD_DAMAGED = 2 };
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void set_error(dr_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_error(dr_error *err, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
-
 static void set_why(why *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void set_why(why *w, const char *fmt, ...)
@@ -314,31 +302,16 @@ static int render_table(const table *t, dr_buf *out)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Step 1: the new table in "<path>.tmp", on disk before anything renames it. */
 static int write_tmp_file(dr_ckpt_store *s, const dr_buf *data, dr_error *err)
 {
     int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        set_error(err, "checkpoint: create %s: %s", s->tmp_path, strerror(errno));
+        dr_error_set(err, "checkpoint: create %s: %s", s->tmp_path, strerror(errno));
         return DR_EIO;
     }
     const char *what = NULL;
-    if (write_all(fd, data->p, data->len) < 0)
+    if (dr_write_all(fd, data->p, data->len) < 0)
         what = "write";
     else if (fsync(fd) < 0)
         what = "fsync";
@@ -348,7 +321,7 @@ static int write_tmp_file(dr_ckpt_store *s, const dr_buf *data, dr_error *err)
         saved = errno;
     }
     if (what) {
-        set_error(err, "checkpoint: %s %s: %s", what, s->tmp_path, strerror(saved));
+        dr_error_set(err, "checkpoint: %s %s: %s", what, s->tmp_path, strerror(saved));
         unlink(s->tmp_path);
         return DR_EIO;
     }
@@ -367,14 +340,14 @@ static int keep_previous(dr_ckpt_store *s, dr_error *err)
     if (!s->disk_good)
         return 0;
     if (unlink(s->prev_path) < 0 && errno != ENOENT) {
-        set_error(err, "checkpoint: unlink %s: %s", s->prev_path, strerror(errno));
+        dr_error_set(err, "checkpoint: unlink %s: %s", s->prev_path, strerror(errno));
         return DR_EIO;
     }
     if (link(s->path, s->prev_path) == 0 || errno == ENOENT)
         return 0; /* ENOENT: someone removed the table; nothing to keep */
     if (link_unsupported(errno) && rename(s->path, s->prev_path) == 0)
         return 0; /* a brief window without "<path>"; loading copes (see top) */
-    set_error(err, "checkpoint: keep %s as %s: %s", s->path, s->prev_path, strerror(errno));
+    dr_error_set(err, "checkpoint: keep %s as %s: %s", s->path, s->prev_path, strerror(errno));
     return DR_EIO;
 }
 
@@ -382,14 +355,14 @@ static int fsync_dir(const char *dir, dr_error *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        set_error(err, "checkpoint: open directory %s: %s", dir, strerror(errno));
+        dr_error_set(err, "checkpoint: open directory %s: %s", dir, strerror(errno));
         return DR_EIO;
     }
     int rc = fsync(fd);
     int saved = errno;
     close(fd);
     if (rc < 0) {
-        set_error(err, "checkpoint: fsync directory %s: %s", dir, strerror(saved));
+        dr_error_set(err, "checkpoint: fsync directory %s: %s", dir, strerror(saved));
         return DR_EIO;
     }
     return 0;
@@ -404,7 +377,7 @@ static int install_tmp_file(dr_ckpt_store *s, dr_error *err)
         return rc;
     }
     if (rename(s->tmp_path, s->path) < 0) {
-        set_error(err, "checkpoint: rename %s to %s: %s", s->tmp_path, s->path, strerror(errno));
+        dr_error_set(err, "checkpoint: rename %s to %s: %s", s->tmp_path, s->path, strerror(errno));
         unlink(s->tmp_path);
         return DR_EIO;
     }
@@ -420,10 +393,10 @@ int dr_ckpt_save(dr_ckpt_store *s, dr_error *err)
     dr_buf data = {0};
     int rc = render_table(&s->tab, &data);
     if (rc < 0) {
-        set_error(err, "checkpoint %s: out of memory", s->path);
+        dr_error_set(err, "checkpoint %s: out of memory", s->path);
     } else if (data.len > DR_CKPT_MAX_BYTES) {
-        set_error(err, "checkpoint %s: table of %zu bytes is over the %u byte limit", s->path,
-                  data.len, DR_CKPT_MAX_BYTES);
+        dr_error_set(err, "checkpoint %s: table of %zu bytes is over the %u byte limit", s->path,
+                     data.len, DR_CKPT_MAX_BYTES);
         rc = DR_EIO;
     } else {
         rc = write_tmp_file(s, &data, err);
@@ -674,17 +647,17 @@ static int read_file(const char *path, char **data, size_t *len, why *w, dr_erro
     if (fd < 0) {
         if (errno == ENOENT)
             return LOAD_MISSING;
-        set_error(err, "checkpoint: open %s: %s", path, strerror(errno));
+        dr_error_set(err, "checkpoint: open %s: %s", path, strerror(errno));
         return DR_EIO;
     }
     struct stat st;
     if (fstat(fd, &st) < 0) {
-        set_error(err, "checkpoint: stat %s: %s", path, strerror(errno));
+        dr_error_set(err, "checkpoint: stat %s: %s", path, strerror(errno));
         close(fd);
         return DR_EIO;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_error(err, "checkpoint: %s is not a regular file", path);
+        dr_error_set(err, "checkpoint: %s is not a regular file", path);
         close(fd);
         return DR_EIO;
     }
@@ -696,7 +669,7 @@ static int read_file(const char *path, char **data, size_t *len, why *w, dr_erro
     size_t cap = (size_t)st.st_size, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) {
-        set_error(err, "checkpoint: out of memory reading %s", path);
+        dr_error_set(err, "checkpoint: out of memory reading %s", path);
         close(fd);
         return DR_ENOMEM;
     }
@@ -705,7 +678,7 @@ static int read_file(const char *path, char **data, size_t *len, why *w, dr_erro
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            set_error(err, "checkpoint: read %s: %s", path, strerror(errno));
+            dr_error_set(err, "checkpoint: read %s: %s", path, strerror(errno));
             free(buf);
             close(fd);
             return DR_EIO;
@@ -733,7 +706,7 @@ static int load_file(const char *path, table *t, why *w, dr_error *err)
     rc = parse_table(data, len, t, w);
     free(data);
     if (rc == DR_ENOMEM)
-        set_error(err, "checkpoint: out of memory loading %s", path);
+        dr_error_set(err, "checkpoint: out of memory loading %s", path);
     return rc;
 }
 
@@ -768,11 +741,11 @@ static int load_fallback(dr_ckpt_store *s, int main_rc, const why *main_why, boo
         return 0; /* a first start */
     const char *main_state = main_rc == LOAD_MISSING ? "missing" : main_why->msg;
     if (rc == LOAD_OK)
-        set_error(err, "checkpoint %s: %s; restored the previous table from %s", s->path,
-                  main_state, s->prev_path);
+        dr_error_set(err, "checkpoint %s: %s; restored the previous table from %s", s->path,
+                     main_state, s->prev_path);
     else
-        set_error(err, "checkpoint %s: %s; %s: %s; starting with no checkpoints", s->path,
-                  main_state, s->prev_path, rc == LOAD_MISSING ? "missing" : prev_why.msg);
+        dr_error_set(err, "checkpoint %s: %s; %s: %s; starting with no checkpoints", s->path,
+                     main_state, s->prev_path, rc == LOAD_MISSING ? "missing" : prev_why.msg);
     if (recovered)
         *recovered = true;
     s->dirty = true; /* so that the next save repairs the file */
@@ -785,7 +758,7 @@ dr_ckpt_store *dr_ckpt_open(const char *path, bool *recovered, dr_error *err)
         *recovered = false;
     dr_ckpt_store *s = store_new(path);
     if (!s) {
-        set_error(err, "checkpoint %s: out of memory", path);
+        dr_error_set(err, "checkpoint %s: out of memory", path);
         return NULL;
     }
     why main_why = {{0}};

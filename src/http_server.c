@@ -86,18 +86,6 @@ typedef struct request {
     size_t head_len; /* bytes of the buffer this request takes */
 } request;
 
-static void set_error(dr_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void set_error(dr_error *err, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- parsing a request head ----------------------------------------------- */
 
 /* RFC 9110 token characters. */
@@ -654,15 +642,15 @@ static int parse_listen(const char *listen, struct sockaddr_storage *addr, dr_er
         hstart = listen + 1;
         hend = strchr(hstart, ']');
         if (!hend || hend[1] != ':') {
-            set_error(err, "listen \"%s\": expected [address]:port", listen);
+            dr_error_set(err, "listen \"%s\": expected [address]:port", listen);
             return DR_EINVAL;
         }
         port = hend + 2;
     } else {
         hend = strrchr(listen, ':');
         if (!hend || memchr(listen, ':', (size_t)(hend - listen))) {
-            set_error(err, "listen \"%s\": expected host:port (IPv6 addresses in brackets)",
-                      listen);
+            dr_error_set(err, "listen \"%s\": expected host:port (IPv6 addresses in brackets)",
+                         listen);
             return DR_EINVAL;
         }
         port = hend + 1;
@@ -670,11 +658,11 @@ static int parse_listen(const char *listen, struct sockaddr_storage *addr, dr_er
     size_t hlen = (size_t)(hend - hstart);
     size_t plen = strlen(port);
     if (plen == 0 || plen > 5 || strspn(port, "0123456789") != plen || atoi(port) > 65535) {
-        set_error(err, "listen \"%s\": the port must be a number from 0 to 65535", listen);
+        dr_error_set(err, "listen \"%s\": the port must be a number from 0 to 65535", listen);
         return DR_EINVAL;
     }
     if (hlen >= sizeof host) {
-        set_error(err, "listen \"%s\": the host is too long", listen);
+        dr_error_set(err, "listen \"%s\": the host is too long", listen);
         return DR_EINVAL;
     }
     memcpy(host, hstart, hlen);
@@ -687,7 +675,7 @@ static int parse_listen(const char *listen, struct sockaddr_storage *addr, dr_er
     else
         rc = uv_ip4_addr(host, atoi(port), (struct sockaddr_in *)addr);
     if (rc < 0) {
-        set_error(err, "listen \"%s\": \"%s\" is not an IP address", listen, host);
+        dr_error_set(err, "listen \"%s\": \"%s\" is not an IP address", listen, host);
         return DR_EINVAL;
     }
     return 0;
@@ -709,14 +697,14 @@ dr_http_server *dr_http_server_start(uv_loop_t *loop, const char *listen, dr_htt
 {
     struct sockaddr_storage addr;
     if (!listen || !fn) {
-        set_error(err, "no listen address or handler");
+        dr_error_set(err, "no listen address or handler");
         return NULL;
     }
     if (parse_listen(listen, &addr, err) < 0)
         return NULL;
     dr_http_server *s = calloc(1, sizeof *s);
     if (!s) {
-        set_error(err, "out of memory");
+        dr_error_set(err, "out of memory");
         return NULL;
     }
     s->loop = loop;
@@ -724,7 +712,7 @@ dr_http_server *dr_http_server_start(uv_loop_t *loop, const char *listen, dr_htt
     s->ctx = ctx;
     int rc = uv_tcp_init(loop, &s->listener);
     if (rc < 0) {
-        set_error(err, "listen \"%s\": %s", listen, uv_strerror(rc));
+        dr_error_set(err, "listen \"%s\": %s", listen, uv_strerror(rc));
         free(s);
         return NULL;
     }
@@ -736,7 +724,7 @@ dr_http_server *dr_http_server_start(uv_loop_t *loop, const char *listen, dr_htt
     if (rc == 0 && (s->port = bound_port(&s->listener)) < 0)
         rc = UV_EINVAL;
     if (rc < 0) {
-        set_error(err, "listen \"%s\": %s", listen, uv_strerror(rc));
+        dr_error_set(err, "listen \"%s\": %s", listen, uv_strerror(rc));
         dr_http_server_close(s); /* freed once the loop ran the close */
         return NULL;
     }

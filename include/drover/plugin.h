@@ -279,4 +279,14 @@ void dr_log(const dr_instance *inst, dr_log_level lvl, const char *msg, const ch
 int64_t dr_now_ns(void);  /* wall clock, Unix epoch */
 int64_t dr_mono_ns(void); /* monotonic */
 
+/* ---- utilities ------------------------------------------------------------------ */
+
+/* Formats a message into err->msg (err may be NULL). */
+void dr_error_set(dr_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes all of data, retrying short writes and EINTR. 0 or -errno. */
+int dr_write_all(int fd, const void *data, size_t n);
+/* Creates the directories of path like mkdir -p (only its parents when
+ * parents_only). 0 or -errno. */
+int dr_mkdirs(const char *path, bool parents_only);
+
 #endif

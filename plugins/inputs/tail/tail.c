@@ -799,39 +799,22 @@ static int tail_init(dr_instance *inst, dr_error *err)
 {
     tail_conf *conf = inst->conf;
     if (conf->paths.n == 0) {
-        snprintf(err->msg, sizeof err->msg, "paths: at least one pattern is needed");
+        dr_error_set(err, "paths: at least one pattern is needed");
         return DR_EINVAL;
     }
     if (conf->max_record_bytes > UINT32_MAX) {
-        snprintf(err->msg, sizeof err->msg, "max_record_bytes: at most 4GiB");
+        dr_error_set(err, "max_record_bytes: at most 4GiB");
         return DR_EINVAL;
     }
     tail_state *st = calloc(1, sizeof *st);
     if (!st) {
-        snprintf(err->msg, sizeof err->msg, "out of memory");
+        dr_error_set(err, "out of memory");
         return DR_ENOMEM;
     }
     st->inst = inst;
     st->conf = conf;
     st->inotify_fd = -1;
     inst->state = st;
-    return 0;
-}
-
-static int make_dirs(const char *path)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
     return 0;
 }
 
@@ -870,7 +853,7 @@ static int tail_start(dr_instance *inst)
     tail_conf *conf = st->conf;
     create_metrics(st);
     const char *data_dir = dr_agent_data_dir(inst->agent);
-    int rc = make_dirs(data_dir);
+    int rc = dr_mkdirs(data_dir, false);
     if (rc < 0) {
         dr_log(inst, DR_LOG_ERROR, "cannot create data_dir", "path=%s error=\"%s\"", data_dir,
                strerror(-rc));

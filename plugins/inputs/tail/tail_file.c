@@ -377,7 +377,7 @@ static void add_raw_record(tail_file *f, dr_chunk *c, const char *p, size_t n, u
 }
 
 /* A line that is not of the file's format. */
-static void handle_malformed(tail_file *f, dr_chunk *c, const char *p, size_t n)
+static void handle_malformed(tail_file *f, dr_chunk *c, const char *p, size_t n, uint64_t off)
 {
     tail_state *st = f->st;
     dr_counter_add(st->malformed, 1);
@@ -408,7 +408,7 @@ static void process_line(tail_file *f, dr_chunk *c, char *p, size_t n, uint64_t 
 {
     dr_line ln;
     if (parse_line(f, p, n, &ln) < 0) {
-        handle_malformed(f, c, p, n);
+        handle_malformed(f, c, p, n, off);
         return;
     }
     if (ln.time_ns == 0)

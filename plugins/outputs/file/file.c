@@ -50,30 +50,11 @@ typedef struct file_state {
     dr_counter *invalid_utf8, *write_errors;
 } file_state;
 
-static int make_parent_dirs(const char *path)
-{
-    char *dir = strdup(path);
-    if (!dir)
-        return DR_ENOMEM;
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-            free(dir);
-            return DR_EIO;
-        }
-        *p = '/';
-    }
-    free(dir);
-    return 0;
-}
-
 static int open_output(dr_instance *inst)
 {
     file_conf *conf = inst->conf;
     file_state *st = inst->state;
-    make_parent_dirs(conf->path);
+    dr_mkdirs(conf->path, true);
     int fd = open(conf->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
         dr_log(inst, DR_LOG_ERROR, "cannot open output file", "path=%s error=\"%s\"", conf->path,
@@ -109,21 +90,6 @@ static void on_fsync_timer(uv_timer_t *t)
     reopen_if_moved(inst);
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static void file_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
 {
     file_conf *conf = inst->conf;
@@ -139,7 +105,7 @@ static void file_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }
-    int rc = write_all(st->fd, st->buf.p, st->buf.len);
+    int rc = dr_write_all(st->fd, st->buf.p, st->buf.len);
     if (rc < 0) {
         /* Part of the chunk may be in the file already: the retry writes it
          * again, a duplicate rather than a loss. */
@@ -163,7 +129,7 @@ static int file_init(dr_instance *inst, dr_error *err)
 {
     file_state *st = calloc(1, sizeof *st);
     if (!st) {
-        snprintf(err->msg, sizeof err->msg, "out of memory");
+        dr_error_set(err, "out of memory");
         return DR_ENOMEM;
     }
     st->fd = -1;

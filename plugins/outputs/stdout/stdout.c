@@ -68,7 +68,7 @@ static int stdout_init(dr_instance *inst, dr_error *err)
 {
     stdout_state *st = calloc(1, sizeof *st);
     if (!st) {
-        snprintf(err->msg, sizeof err->msg, "out of memory");
+        dr_error_set(err, "out of memory");
         return DR_ENOMEM;
     }
     inst->state = st;
