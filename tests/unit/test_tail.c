@@ -291,3 +291,28 @@ void test_tail_copytruncate_between_runs(void)
     free(out);
     dr_metrics_free(m);
 }
+
+/* dockershim layout: the pods path is itself a link to the docker file. */
+void test_tail_docker_layout_metadata(void)
+{
+    const char *root = dt_tmpdir();
+    char cmd[2048], pods[700], docker[700], link[800];
+    snprintf(pods, sizeof pods, "%s/pods/shop_api-7_uid-9/api", root);
+    snprintf(docker, sizeof docker, "%s/docker/%s", root, CID);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' '%s' '%s/containers'", pods, docker, root);
+    CHECK_INT(system(cmd), 0);
+    char real[900], hop[800];
+    snprintf(real, sizeof real, "%s/%s-json.log", docker, CID);
+    snprintf(hop, sizeof hop, "%s/2.log", pods);
+    snprintf(link, sizeof link, "%s/containers/api-7_shop_api-%s.log", root, CID);
+    CHECK_INT(symlink(real, hop), 0);
+    CHECK_INT(symlink(hop, link), 0);
+    append_str(real,
+               "{\"log\":\"hi\\n\",\"stream\":\"stdout\",\"time\":\"2026-11-25T04:00:01Z\"}\n");
+    dr_metrics *m = dr_metrics_new();
+    char *out = run_oneshot(root, "", m);
+    CHECK(strstr(out, "\"kubernetes\":{\"namespace\":\"shop\",\"pod\":\"api-7\",\"pod_uid\":"
+                      "\"uid-9\",\"container\":\"api\",\"container_id\":\"" CID "\"}") != NULL);
+    free(out);
+    dr_metrics_free(m);
+}

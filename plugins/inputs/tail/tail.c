@@ -156,7 +156,16 @@ static dr_meta *meta_from_paths(const char *watched, const char *target)
     char ns[256] = "", pod[256] = "", uid[256] = "", cont[256] = "", id[256] = "";
     char ns2[256] = "", pod2[256] = "", cont2[256] = "";
     int restart = -1;
-    parse_pods_path(target, ns, pod, uid, cont, &restart, sizeof ns);
+    /* With docker, /var/log/pods/.../0.log is itself a link to the file
+     * under /var/lib/docker: the pods path is the first hop of the chain. */
+    char hop[PATH_MAX];
+    ssize_t n = readlink(watched, hop, sizeof hop - 1);
+    if (n > 0) {
+        hop[n] = '\0';
+        parse_pods_path(hop, ns, pod, uid, cont, &restart, sizeof ns);
+    }
+    if (!ns[0])
+        parse_pods_path(target, ns, pod, uid, cont, &restart, sizeof ns);
     parse_containers_name(watched, pod2, ns2, cont2, id, sizeof ns);
     return dr_meta_new(watched, ns[0] ? ns : ns2, pod[0] ? pod : pod2, uid, cont[0] ? cont : cont2,
                        id, restart);
