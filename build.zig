@@ -18,6 +18,7 @@ const core_sources = [_][]const u8{
     "src/chunk.c",
     "src/util.c",
     "src/config.c",
+    "src/http_client.c",
     "src/http_server.c",
     "src/json.c",
     "src/log.c",
@@ -49,9 +50,10 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_json.c",
     "tests/unit/test_sanitizer.c",
     "tests/unit/test_tail.c",
+    "tests/unit/test_http_client.c",
 };
 
-const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib" };
+const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib", "libcurl" };
 
 const asan_runtime = "/usr/lib/llvm-22/lib/clang/22/lib/linux/libclang_rt.asan-x86_64.so";
 const asan_dir = "/usr/lib/llvm-22/lib/clang/22/lib/linux";

@@ -1,0 +1,85 @@
+/*
+ * HTTP client for outputs: libcurl's multi interface driven by the libuv
+ * loop (a uv_poll_t per socket curl opens, one uv_timer_t for curl's
+ * timeouts), so requests never block the loop. One client per output
+ * instance; connections are kept and reused; HTTP/1.1, and HTTP/2 where
+ * the server offers it over TLS (ALPN). TLS verification is on unless
+ * insecure_skip_verify says otherwise.
+ *
+ * Retries are not done here: the caller classifies each response with
+ * dr_http_classify and hands the verdict to the core (dr_output_done), which
+ * owns backoff.
+ */
+#ifndef DROVER_HTTP_CLIENT_H
+#define DROVER_HTTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "drover/plugin.h"
+
+typedef struct dr_http_client_conf {
+    char *ca_file;   /* PEM bundle to verify the server; NULL: system store */
+    char *cert_file; /* client certificate (PEM), with key_file */
+    char *key_file;
+    char *server_name;         /* name to verify instead of the URL's host (SNI too) */
+    bool insecure_skip_verify; /* no verification at all: an explicit opt-out */
+    char *proxy_url;           /* NULL: none (the *_proxy environment is ignored) */
+    char *username;            /* basic auth, with password */
+    char *password;
+    char *bearer_token;          /* Authorization: Bearer ... */
+    char *bearer_token_file;     /* read at first use and again whenever it changes */
+    dr_strlist headers;          /* "Name: value" sent with every request */
+    int64_t timeout_ms;          /* whole request; 0: 30 s */
+    int64_t connect_timeout_ms;  /* 0: 10 s */
+    uint64_t max_response_bytes; /* response body kept at most; 0: 64 KiB */
+} dr_http_client_conf;
+
+typedef struct dr_http_request {
+    const char *method; /* "POST", "GET", ... */
+    const char *url;
+    const char *const *headers; /* more "Name: value", NULL-terminated; may be NULL */
+    const void *body;           /* must stay valid until done is called */
+    size_t body_len;
+} dr_http_request;
+
+typedef struct dr_http_response {
+    int status;             /* HTTP status; 0 when there was no answer */
+    const char *error;      /* why there was no answer (curl's message), else NULL */
+    int64_t retry_after_ms; /* Retry-After (seconds or an HTTP date), -1 if absent */
+    const char *body;       /* the first max_response_bytes of the body, NUL-terminated */
+    size_t body_len;
+    bool body_truncated;
+    double total_s; /* time the request took */
+} dr_http_response;
+
+/* Called once per request, on the loop thread. The response lives only
+ * during the call. */
+typedef void (*dr_http_done_fn)(void *ctx, const dr_http_response *r);
+
+typedef struct dr_http_client dr_http_client;
+
+/* Validates conf (readable files, a parseable proxy URL) and makes a
+ * client. conf is copied. NULL with err filled on failure. */
+dr_http_client *dr_http_client_new(uv_loop_t *loop, const dr_http_client_conf *conf, dr_error *err);
+/* Starts a request. Returns 0, or a negative DR_E* without calling done. */
+int dr_http_client_send(dr_http_client *c, const dr_http_request *req, dr_http_done_fn done,
+                        void *ctx);
+/* Requests in flight. */
+size_t dr_http_client_inflight(const dr_http_client *c);
+/* Ends every request in flight (done is called with status 0 and error
+ * "cancelled") and frees the client once its handles are closed (run the
+ * loop). */
+void dr_http_client_close(dr_http_client *c);
+
+typedef enum {
+    DR_HTTP_OK,    /* 2xx */
+    DR_HTTP_RETRY, /* no answer, 5xx, 429, 408 */
+    DR_HTTP_FAIL,  /* any other answer: retrying cannot help */
+} dr_http_verdict;
+
+dr_http_verdict dr_http_classify(const dr_http_response *r);
+
+#endif
