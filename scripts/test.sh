@@ -17,6 +17,7 @@ echo "== unit tests"
 "$ZIG" build test
 
 echo "== unit tests under ASan + UBSan"
+"$ZIG" build -Dsanitize=true -p zig-out-asan
 "$ZIG" build test -Dsanitize=true -p zig-out-asan
 # The sanitizer build must really catch a memory error.
 if ./zig-out-asan/bin/drover-unit --sanitizer-selftest > /tmp/drover-asan-selftest.log 2>&1; then
