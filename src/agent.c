@@ -953,13 +953,13 @@ dr_agent *dr_agent_create(uv_loop_t *loop, dr_metrics *metrics, const char *conf
     a->loop = loop;
     a->metrics = metrics;
     a->oneshot = oneshot;
+    size_t before = errs->n + errs->dropped;
     a->doc = dr_cfg_load(config_path, errs);
     if (!a->doc) {
         dr_agent_free(a);
         return NULL;
     }
     const dr_cfg_node *root = dr_cfg_root(a->doc);
-    size_t before = errs->n + errs->dropped;
     check_top_level_keys(root, errs);
     dr_cfg_apply(dr_agent_options, dr_cfg_get(root, "agent"), &a->conf, "agent", NULL, errs);
     size_t total = count_entries(root, "inputs") + count_entries(root, "filters") +

@@ -241,6 +241,7 @@ typedef struct arena_block {
 } arena_block;
 
 struct dr_cfg_doc {
+    int value_errors;    /* errors in values, reported in errs; the tree is whole */
     arena_block *blocks; /* the head is the block being filled */
     size_t bytes;        /* total block capacity, at most CFG_MAX_ARENA_BYTES */
     dr_cfg_node *root;
@@ -404,7 +405,8 @@ typedef struct parser {
     const char *file; /* the document's copy of the name */
     const unsigned char *text;
     size_t len;
-    int nerr;
+    int nerr;  /* errors that leave no usable document */
+    int nsoft; /* errors in values (variables): the document is still checked */
     int ndocs;
     dr_cfg_node *root;
     int depth;
@@ -420,6 +422,20 @@ static void parse_error(parser *P, int line, int col, const char *path, const ch
     errs_vadd(P->errs, P->file, line, col, path, fmt, ap);
     va_end(ap);
     P->nerr++;
+}
+
+/* An error in a value that leaves the document's shape intact (an unset
+ * variable): reported, and the rest of the configuration is still checked
+ * so that one run shows every problem. */
+static void value_error(parser *P, int line, int col, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void value_error(parser *P, int line, int col, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errs_vadd(P->errs, P->file, line, col, path, fmt, ap);
+    va_end(ap);
+    P->nsoft++;
 }
 
 static int parse_oom(parser *P, int line, int col)
@@ -503,14 +519,14 @@ static int substitute_ref(parser *P, const char *ref, size_t n, dr_buf *out, int
             nlen++;
     bool has_default = nlen + 2 <= n && ref[nlen] == ':' && ref[nlen + 1] == '-';
     if (nlen == 0 || (nlen < n && !has_default)) {
-        parse_error(P, line, col, path.s,
+        value_error(P, line, col, path.s,
                     "invalid variable reference \"${%s}\" (use ${NAME} or ${NAME:-default}, "
                     "and $$ for a literal $)",
                     show_n(ref, n, shown));
         return DR_EINVAL;
     }
     if (nlen >= CFG_MAX_VARNAME) {
-        parse_error(P, line, col, path.s, "variable name \"%s\" is too long",
+        value_error(P, line, col, path.s, "variable name \"%s\" is too long",
                     show_n(ref, nlen, shown));
         return DR_EINVAL;
     }
@@ -521,7 +537,7 @@ static int substitute_ref(parser *P, const char *ref, size_t n, dr_buf *out, int
     if (has_default && (!val || !*val))
         return dr_buf_append(out, ref + nlen + 2, n - nlen - 2) < 0 ? DR_ENOMEM : 0;
     if (!val) {
-        parse_error(P, line, col, path.s, "environment variable %s is not set and has no default",
+        value_error(P, line, col, path.s, "environment variable %s is not set and has no default",
                     name);
         return DR_EINVAL;
     }
@@ -556,7 +572,7 @@ static char *expand_env(parser *P, const char *s, size_t len, int line, int col)
         if (!close) {
             keypath kp;
             frames_path(P, P->depth, &kp);
-            parse_error(P, line, col, kp.s, "unterminated \"${\" (write $$ for a literal $)");
+            value_error(P, line, col, kp.s, "unterminated \"${\" (write $$ for a literal $)");
             break;
         }
         size_t reflen = (size_t)(close - (s + i + 2));
@@ -831,6 +847,7 @@ static dr_cfg_node *parse_yaml(dr_cfg_doc *doc, const char *file, const char *te
     for (int i = 0; i < P->depth; i++) /* frames left open by an error */
         free(P->stack[i].vec);
     *nerr += P->nerr;
+    doc->value_errors += P->nsoft;
     if (P->nerr)
         root = NULL;
     free(P);

@@ -48,9 +48,12 @@ typedef struct dr_cfg_doc dr_cfg_doc; /* owns every node and string */
 /* Loads a file, or every *.yaml and *.yml of a directory in name order,
  * merging them: top-level maps are merged key by key (recursively for maps;
  * a later scalar replaces an earlier one), the top-level lists `inputs`,
- * `filters` and `outputs` are concatenated. Returns NULL when anything failed;
- * errs then says why (YAML syntax errors with their position, unreadable
- * files, unset environment variables without a default). */
+ * `filters` and `outputs` are concatenated. Returns NULL when a file cannot
+ * be read or parsed (errs says why, with positions). An error in a value
+ * that leaves the document whole (an unset environment variable without a
+ * default) is added to errs and the document is still returned, so that
+ * the caller can check the rest and report every problem at once: a caller
+ * treats any error added to errs as a failure. */
 dr_cfg_doc *dr_cfg_load(const char *path, dr_cfg_errors *errs);
 /* Same from a string (tests); `name` stands for the file name in errors. */
 dr_cfg_doc *dr_cfg_load_string(const char *name, const char *yaml, dr_cfg_errors *errs);

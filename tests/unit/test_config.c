@@ -28,7 +28,6 @@ static const char *load_error(const char *yaml, size_t *count)
     dr_cfg_errors e = {0};
     dr_cfg_doc *d = load(yaml, &e);
     snprintf(first_msg, sizeof first_msg, "%s", e.n ? e.msg[0] : "");
-    CHECK(d == NULL || e.n == 0);
     CHECK(d != NULL || e.n > 0);
     if (count)
         *count = e.n;
@@ -475,7 +474,11 @@ void test_config_env_errors(void)
     CHECK_INT(n, 1);
     /* every problem is reported, with its own position */
     dr_cfg_errors e = {0};
-    CHECK(load("a: ${DRT_UNSET}\nb: ok\nc: \"${DRT_UNSET2} ${DRT_UNSET}\"\n", &e) == NULL);
+    /* errors in values leave the document whole, so the rest can be checked */
+    dr_cfg_doc *d = load("a: ${DRT_UNSET}\nb: ok\nc: \"${DRT_UNSET2} ${DRT_UNSET}\"\n", &e);
+    CHECK(d != NULL);
+    CHECK_STR(d ? dr_cfg_get(dr_cfg_root(d), "b")->str : NULL, "ok");
+    dr_cfg_doc_free(d);
     CHECK_INT(e.n, 3);
     CHECK_STR(e.msg[0],
               "t.yaml:1:4: a: environment variable DRT_UNSET is not set and has no default");
