@@ -41,4 +41,8 @@ DROVER_BIN="$PWD/zig-out-asan/bin/drover" ASAN_OPTIONS=detect_leaks=1 \
   python3 -m pytest -q -x tests/e2e -m sanitizer
 
 echo "== end-to-end"
+# Real servers the end-to-end tests run against, built once and cached
+# outside the checkout (scripts/servers/).
+LOKI_BIN=$(bash scripts/servers/loki.sh)
+export LOKI_BIN
 python3 -m pytest -q tests/e2e
