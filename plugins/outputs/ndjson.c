@@ -112,3 +112,35 @@ long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out)
     dr_buf_free(&meta);
     return bad_records;
 }
+
+/* Beyond this the buffer is freed after each write rather than kept. */
+#define DR_NDJSON_KEEP_BYTES (4u << 20)
+
+void dr_ndjson_writer_init(dr_ndjson_writer *w, dr_instance *inst, dr_line_style style)
+{
+    w->style = style;
+    w->invalid_utf8 =
+        dr_counter_new(inst, "drover_output_invalid_utf8_records_total",
+                       "Records whose invalid UTF-8 was replaced by U+FFFD.", NULL, NULL);
+}
+
+int dr_ndjson_writer_encode(dr_ndjson_writer *w, const dr_chunk *c)
+{
+    dr_buf_reset(&w->buf);
+    long bad = dr_ndjson_encode_chunk(c, w->style, &w->buf);
+    if (bad < 0)
+        return DR_ENOMEM;
+    dr_counter_add(w->invalid_utf8, (uint64_t)bad);
+    return 0;
+}
+
+void dr_ndjson_writer_trim(dr_ndjson_writer *w)
+{
+    if (w->buf.cap > DR_NDJSON_KEEP_BYTES)
+        dr_buf_free(&w->buf);
+}
+
+void dr_ndjson_writer_free(dr_ndjson_writer *w)
+{
+    dr_buf_free(&w->buf);
+}

@@ -24,4 +24,21 @@ typedef enum { DR_LINE_JSON = 0, DR_LINE_TEXT = 1 } dr_line_style;
  * Returns the number of records with invalid UTF-8, or DR_ENOMEM. */
 long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out);
 
+/* What an output that writes lines keeps: its encode buffer, reused from
+ * chunk to chunk, and its drover_output_invalid_utf8_records_total. */
+typedef struct dr_ndjson_writer {
+    dr_buf buf;
+    dr_line_style style;
+    dr_counter *invalid_utf8;
+} dr_ndjson_writer;
+
+/* Call from the output's start (it creates the counter). */
+void dr_ndjson_writer_init(dr_ndjson_writer *w, dr_instance *inst, dr_line_style style);
+/* Encodes the chunk into w->buf, replacing what was there, and counts the
+ * records whose invalid UTF-8 was replaced. Returns 0 or DR_ENOMEM. */
+int dr_ndjson_writer_encode(dr_ndjson_writer *w, const dr_chunk *c);
+/* After a write: gives back the memory a huge chunk made the buffer grow to. */
+void dr_ndjson_writer_trim(dr_ndjson_writer *w);
+void dr_ndjson_writer_free(dr_ndjson_writer *w);
+
 #endif

@@ -44,10 +44,10 @@ static const dr_option file_options[] = {
 
 typedef struct file_state {
     int fd;
-    dr_buf buf;
+    dr_ndjson_writer out;
     uv_timer_t timer;
     bool dirty;
-    dr_counter *invalid_utf8, *write_errors;
+    dr_counter *write_errors;
 } file_state;
 
 static int open_output(dr_instance *inst)
@@ -94,18 +94,15 @@ static void file_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
 {
     file_conf *conf = inst->conf;
     file_state *st = inst->state;
-    dr_buf_reset(&st->buf);
-    long bad = dr_ndjson_encode_chunk(c, (dr_line_style)conf->format, &st->buf);
-    if (bad < 0) {
+    if (dr_ndjson_writer_encode(&st->out, c) < 0) {
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }
-    dr_counter_add(st->invalid_utf8, (uint64_t)bad);
     if (st->fd < 0 && open_output(inst) < 0) {
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }
-    int rc = dr_write_all(st->fd, st->buf.p, st->buf.len);
+    int rc = dr_write_all(st->fd, st->out.buf.p, st->out.buf.len);
     if (rc < 0) {
         /* Part of the chunk may be in the file already: the retry writes it
          * again, a duplicate rather than a loss. */
@@ -119,9 +116,7 @@ static void file_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
         fdatasync(st->fd);
     else
         st->dirty = true;
-    /* Keep the encode buffer from holding on to a huge chunk's worth. */
-    if (st->buf.cap > (4u << 20))
-        dr_buf_free(&st->buf);
+    dr_ndjson_writer_trim(&st->out);
     dr_output_done(f, DR_DELIVERED, NULL);
 }
 
@@ -141,9 +136,7 @@ static int file_start(dr_instance *inst)
 {
     file_conf *conf = inst->conf;
     file_state *st = inst->state;
-    st->invalid_utf8 =
-        dr_counter_new(inst, "drover_output_invalid_utf8_records_total",
-                       "Records whose invalid UTF-8 was replaced by U+FFFD.", NULL, NULL);
+    dr_ndjson_writer_init(&st->out, inst, (dr_line_style)conf->format);
     st->write_errors = dr_counter_new(inst, "drover_output_write_errors_total",
                                       "Failed writes (retried).", NULL, NULL);
     uv_timer_init(inst->loop, &st->timer);
@@ -172,7 +165,7 @@ static void file_destroy(dr_instance *inst)
     file_state *st = inst->state;
     if (st->fd >= 0)
         close(st->fd);
-    dr_buf_free(&st->buf);
+    dr_ndjson_writer_free(&st->out);
     if (uv_is_active((uv_handle_t *)&st->timer) || st->timer.loop) {
         st->timer.data = st;
         uv_close((uv_handle_t *)&st->timer, free_state);

@@ -26,23 +26,18 @@ static const dr_option stdout_options[] = {
 };
 
 typedef struct stdout_state {
-    dr_buf buf;
-    dr_counter *invalid_utf8;
+    dr_ndjson_writer out;
 } stdout_state;
 
 static void stdout_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
 {
-    stdout_conf *conf = inst->conf;
     stdout_state *st = inst->state;
-    dr_buf_reset(&st->buf);
-    long bad = dr_ndjson_encode_chunk(c, (dr_line_style)conf->format, &st->buf);
-    if (bad < 0) {
+    if (dr_ndjson_writer_encode(&st->out, c) < 0) {
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }
-    dr_counter_add(st->invalid_utf8, (uint64_t)bad);
-    const char *p = st->buf.p;
-    size_t n = st->buf.len;
+    const char *p = st->out.buf.p;
+    size_t n = st->out.buf.len;
     while (n > 0) {
         ssize_t w = write(STDOUT_FILENO, p, n);
         if (w < 0 && errno == EINTR)
@@ -59,8 +54,7 @@ static void stdout_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
         p += w;
         n -= (size_t)w;
     }
-    if (st->buf.cap > (4u << 20))
-        dr_buf_free(&st->buf);
+    dr_ndjson_writer_trim(&st->out);
     dr_output_done(f, DR_DELIVERED, NULL);
 }
 
@@ -78,16 +72,14 @@ static int stdout_init(dr_instance *inst, dr_error *err)
 static int stdout_start(dr_instance *inst)
 {
     stdout_state *st = inst->state;
-    st->invalid_utf8 =
-        dr_counter_new(inst, "drover_output_invalid_utf8_records_total",
-                       "Records whose invalid UTF-8 was replaced by U+FFFD.", NULL, NULL);
+    dr_ndjson_writer_init(&st->out, inst, (dr_line_style)((stdout_conf *)inst->conf)->format);
     return 0;
 }
 
 static void stdout_destroy(dr_instance *inst)
 {
     stdout_state *st = inst->state;
-    dr_buf_free(&st->buf);
+    dr_ndjson_writer_free(&st->out);
     free(st);
     inst->state = NULL;
 }
