@@ -260,6 +260,9 @@ static bool same_content_open(tail_state *st, tail_group *g, const dr_ckpt_key *
     return false;
 }
 
+/* scandir's filter takes no context argument, so the base name it compares
+ * against is passed through these; the loop is single-threaded and they are
+ * set only for the duration of list_siblings. */
 static int sibling_filter_base_len;
 static const char *sibling_filter_base;
 
@@ -269,6 +272,17 @@ static int is_sibling(const struct dirent *d)
            d->d_name[sibling_filter_base_len] == '.' && !has_suffix(d->d_name, ".tmp");
 }
 
+/* The rotated siblings of a group ("0.log.<anything>" beside "0.log", not
+ * the runtime's ".tmp" files), sorted by name: oldest rotation first. */
+static int list_siblings(const tail_group *g, struct dirent ***names)
+{
+    sibling_filter_base = g->base;
+    sibling_filter_base_len = (int)strlen(g->base);
+    int n = scandir(g->dir, names, is_sibling, alphasort);
+    sibling_filter_base = NULL;
+    return n;
+}
+
 /* At the first sight of a container: its rotated files, oldest first. Those
  * with a checkpoint resume from it; those without are read from the head
  * when read_from is head, or when an older one had a checkpoint (then they
@@ -276,9 +290,7 @@ static int is_sibling(const struct dirent *d)
 static bool open_rotated_siblings(tail_state *st, tail_group *g)
 {
     struct dirent **names = NULL;
-    sibling_filter_base = g->base;
-    sibling_filter_base_len = (int)strlen(g->base);
-    int n = scandir(g->dir, &names, is_sibling, alphasort);
+    int n = list_siblings(g, &names);
     bool seen_checkpoint = false;
     for (int i = 0; i < n; i++) {
         char path[PATH_MAX];
@@ -583,9 +595,7 @@ static void report_drained_if_done(tail_state *st)
 static void recover_from_copy(tail_state *st, tail_file *f)
 {
     struct dirent **names = NULL;
-    sibling_filter_base = f->group->base;
-    sibling_filter_base_len = (int)strlen(f->group->base);
-    int n = scandir(f->group->dir, &names, is_sibling, alphasort);
+    int n = list_siblings(f->group, &names);
     bool found = false;
     for (int i = n - 1; i >= 0; i--) {
         char path[PATH_MAX];
