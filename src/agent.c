@@ -47,26 +47,50 @@ typedef struct common_conf {
     int64_t max_inflight;
 } common_conf;
 
-struct dr_flush {
-    dr_flush *next;
-    dr_output_rt *out;
+/* One chunk in an output's queue: waiting, or in flight as part of a batch.
+ * Entries stay in arrival order whatever happens to them; a batch that
+ * fails simply gives its entries back (batch = NULL). */
+typedef struct dr_qentry dr_qentry;
+struct dr_qentry {
+    dr_qentry *prev, *next;
     dr_chunk *chunk;
     size_t bytes;
+    int64_t queued_ns; /* monotonic */
     uint32_t attempts;
-    bool inflight;
+    dr_flush *batch; /* the batch in flight holding it, NULL while waiting */
 };
+
+/* A batch of entries handed to an output's flush callback. */
+struct dr_flush {
+    dr_flush *prev, *next; /* the output's batches in flight */
+    dr_output_rt *out;
+    uint32_t attempts;
+    size_t n;
+    dr_qentry *entries[]; /* oldest first */
+};
+
+/* Most chunks one batch may hold, whatever their size. */
+#define DR_BATCH_MAX_CHUNKS 4096
+/* The longest wait a backend's Retry-After can impose. */
+#define DR_RETRY_AFTER_MAX_MS (10 * 60 * 1000)
 
 struct dr_output_rt {
     uint64_t queue_max_bytes;
     int64_t retry_min_ms, retry_max_ms;
     int max_inflight;
-    dr_flush *head, *tail; /* FIFO: in-flight entries first, then waiting ones */
-    size_t queued_bytes;   /* every entry, in flight or waiting */
+    uint64_t batch_max_bytes; /* 0: one chunk per flush */
+    int64_t batch_wait_ms;
+    dr_qentry *head, *tail; /* FIFO in arrival order */
+    dr_flush *batches;      /* in flight */
+    size_t queued_bytes;    /* every entry, in flight or waiting */
     size_t queued_chunks;
-    int inflight;
+    int inflight;       /* batches */
     bool retry_pending; /* the retry timer is armed: dispatch waits for it */
+    bool failing;       /* the last attempt failed: one batch at a time */
+    bool batch_timer_armed;
     int64_t backoff_ms;
     uv_timer_t retry_timer;
+    uv_timer_t batch_timer; /* a partial batch's wait is over */
     dr_counter *retries, *dropped_abandoned;
     dr_gauge *g_queue_bytes, *g_queue_chunks, *g_oldest_age;
 };
@@ -245,7 +269,7 @@ static void refresh_queue_gauges(void *ctx)
         dr_output_rt *o = &n->out;
         dr_gauge_set(o->g_queue_bytes, (double)o->queued_bytes);
         dr_gauge_set(o->g_queue_chunks, (double)o->queued_chunks);
-        double age = o->head ? (double)(now - o->head->chunk->created_ns) / 1e9 : 0;
+        double age = o->head ? (double)(now - o->head->queued_ns) / 1e9 : 0;
         dr_gauge_set(o->g_oldest_age, age);
     }
 }
@@ -325,22 +349,23 @@ bool dr_input_may_emit(const dr_instance *input)
 
 static void enqueue(dr_output_rt *o, dr_chunk *c, size_t bytes)
 {
-    dr_flush *f = calloc(1, sizeof *f);
-    if (!f) {
+    dr_qentry *e = calloc(1, sizeof *e);
+    if (!e) {
         /* Cannot queue: leave the chunk unacknowledged-as-delivered so its
          * source keeps it; the input re-reads it after a restart. */
         c->abandoned = true;
         return;
     }
     dr_chunk_retain(c);
-    f->out = o;
-    f->chunk = c;
-    f->bytes = bytes;
+    e->chunk = c;
+    e->bytes = bytes;
+    e->queued_ns = dr_mono_ns();
+    e->prev = o->tail;
     if (o->tail)
-        o->tail->next = f;
+        o->tail->next = e;
     else
-        o->head = f;
-    o->tail = f;
+        o->head = e;
+    o->tail = e;
     o->queued_bytes += bytes;
     o->queued_chunks++;
 }
@@ -407,27 +432,32 @@ static void resume_waiting_inputs(dr_agent *a)
 
 /* Removes an entry from its queue (it need not be the head) and drops its
  * chunk reference. */
-static void release_entry(dr_flush *f)
+static void release_entry(dr_output_rt *o, dr_qentry *e)
 {
-    dr_output_rt *o = f->out;
-    dr_flush **pp = &o->head;
-    dr_flush *prev = NULL;
-    while (*pp && *pp != f) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (*pp) {
-        *pp = f->next;
-        if (o->tail == f)
-            o->tail = prev;
-    }
-    if (f->inflight)
-        o->inflight--;
-    o->queued_bytes -= f->bytes;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        o->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        o->tail = e->prev;
+    o->queued_bytes -= e->bytes;
     o->queued_chunks--;
-    dr_chunk *c = f->chunk;
-    free(f);
+    dr_chunk *c = e->chunk;
+    free(e);
     dr_chunk_release(c);
+}
+
+static void unlink_batch(dr_output_rt *o, dr_flush *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        o->batches = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    f->prev = f->next = NULL;
 }
 
 static dr_node *output_node(dr_output_rt *o)
@@ -453,56 +483,275 @@ static void on_retry_timer(uv_timer_t *t)
     pump_start(output_node(o)->inst.agent);
 }
 
-void dr_output_done(dr_flush *f, dr_result res, const char *reason)
+static void on_batch_timer(uv_timer_t *t)
+{
+    dr_output_rt *o = t->data;
+    o->batch_timer_armed = false;
+    pump_start(output_node(o)->inst.agent);
+}
+
+size_t dr_flush_count(const dr_flush *f)
+{
+    return f->n;
+}
+
+const dr_chunk *dr_flush_chunk(const dr_flush *f, size_t i)
+{
+    return i < f->n ? f->entries[i]->chunk : NULL;
+}
+
+uint32_t dr_flush_attempts(const dr_flush *f)
+{
+    return f->attempts;
+}
+
+void dr_output_set_batch(dr_instance *inst, uint64_t max_bytes, int64_t max_wait_ms)
+{
+    dr_output_rt *o = &node_of(inst)->out;
+    o->batch_max_bytes = max_bytes ? max_bytes : 1;
+    o->batch_wait_ms = max_wait_ms > 0 ? max_wait_ms : 0;
+}
+
+/* The batch failed for now: its entries wait again, at their places in the
+ * queue, and the output sends one batch at a time until one gets through.
+ * Returns false when the agent is shutting down (no more retries). */
+static bool give_back(dr_flush *f, int64_t delay_ms)
+{
+    dr_output_rt *o = f->out;
+    dr_agent *a = output_node(o)->inst.agent;
+    if (a->shutting_down)
+        return false;
+    for (size_t i = 0; i < f->n; i++) {
+        f->entries[i]->batch = NULL;
+        f->entries[i]->attempts++;
+    }
+    o->inflight--;
+    unlink_batch(o, f);
+    free(f);
+    dr_counter_add(o->retries, 1);
+    o->failing = true;
+    if (!o->retry_pending) {
+        o->retry_pending = true;
+        uv_timer_start(&o->retry_timer, on_retry_timer, (uint64_t)delay_ms, 0);
+    }
+    return true;
+}
+
+/* Ends a batch for good: `dropped` of its live records were refused (all of
+ * them when res is DR_DROP), the rest delivered; DR_RETRY here means the
+ * agent is shutting down and the chunks go back to their sources. */
+static void finish_batch(dr_flush *f, dr_result res, uint64_t dropped, const char *reason)
 {
     dr_output_rt *o = f->out;
     dr_node *n = output_node(o);
     dr_agent *a = n->inst.agent;
-    if (res == DR_RETRY && !a->shutting_down) {
-        /* Back to waiting at the head; the timer lets dispatch go again. */
-        f->inflight = false;
-        o->inflight--;
-        f->attempts++;
-        dr_counter_add(o->retries, 1);
-        if (!o->retry_pending) {
-            o->retry_pending = true;
-            uv_timer_start(&o->retry_timer, on_retry_timer, (uint64_t)next_backoff(o), 0);
-        }
-        return;
+    uint64_t recs = 0, bytes = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        uint64_t r, b;
+        count_live_records(f->entries[i]->chunk, &r, &b);
+        recs += r;
+        bytes += b;
     }
-    uint64_t recs, bytes;
-    count_live_records(f->chunk, &recs, &bytes);
-    if (res == DR_DELIVERED) {
-        o->backoff_ms = 0;
-        dr_counter_add(n->inst.records_out, recs);
-        dr_counter_add(n->inst.bytes_out, bytes);
-    } else if (res == DR_DROP) {
-        dr_count_drop(&n->inst, reason ? reason : "rejected", recs);
+    if (res == DR_DROP)
+        dropped = recs;
+    if (dropped > recs)
+        dropped = recs;
+    if (res == DR_RETRY) {
+        for (size_t i = 0; i < f->n; i++)
+            f->entries[i]->chunk->abandoned = true;
     } else {
-        /* DR_RETRY while shutting down: give it back to its source. */
-        f->chunk->abandoned = true;
+        if (res == DR_DELIVERED) {
+            o->backoff_ms = 0;
+            o->failing = false;
+        }
+        dr_counter_add(n->inst.records_out, recs - dropped);
+        if (!dropped)
+            dr_counter_add(n->inst.bytes_out, bytes);
+        if (dropped)
+            dr_count_drop(&n->inst, reason ? reason : "rejected", dropped);
     }
-    release_entry(f);
+    o->inflight--;
+    unlink_batch(o, f);
+    for (size_t i = 0; i < f->n; i++)
+        release_entry(o, f->entries[i]);
+    free(f);
     resume_waiting_inputs(a);
     pump_start(a);
     maybe_finish(a);
 }
 
-/* Hands waiting entries to an output, oldest first, up to max_inflight.
- * A flush may call dr_output_done before returning, which may free the
- * entry, so the scan starts again from the head each time. */
+void dr_output_done(dr_flush *f, dr_result res, const char *reason)
+{
+    if (res == DR_RETRY && give_back(f, next_backoff(f->out)))
+        return;
+    finish_batch(f, res, 0, reason);
+}
+
+void dr_output_retry_after(dr_flush *f, int64_t delay_ms)
+{
+    /* The backend knows best when it will be ready: its hint replaces the
+     * backoff (which still grows, for the failures that come without one). */
+    int64_t backoff = next_backoff(f->out);
+    if (delay_ms > DR_RETRY_AFTER_MAX_MS)
+        delay_ms = DR_RETRY_AFTER_MAX_MS;
+    if (delay_ms <= 0)
+        delay_ms = backoff;
+    if (give_back(f, delay_ms))
+        return;
+    finish_batch(f, DR_RETRY, 0, NULL);
+}
+
+void dr_output_done_partial(dr_flush *f, uint64_t dropped, const char *reason)
+{
+    finish_batch(f, DR_DELIVERED, dropped, reason);
+}
+
+/* ---- batching ------------------------------------------------------------------------ */
+
+/* A small set of pointers (open addressing), for the sources that have a
+ * chunk in flight. */
+typedef struct ptrset {
+    const void **slots;
+    size_t cap; /* a power of two, at least twice the entries */
+} ptrset;
+
+static size_t ptr_hash(const void *p, size_t cap)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x & (cap - 1);
+}
+
+static bool ptrset_init(ptrset *s, size_t entries)
+{
+    s->cap = 16;
+    while (s->cap < entries * 2)
+        s->cap *= 2;
+    s->slots = calloc(s->cap, sizeof *s->slots);
+    return s->slots != NULL;
+}
+
+static bool ptrset_has(const ptrset *s, const void *p)
+{
+    for (size_t i = ptr_hash(p, s->cap);; i = (i + 1) & (s->cap - 1)) {
+        if (!s->slots[i])
+            return false;
+        if (s->slots[i] == p)
+            return true;
+    }
+}
+
+static void ptrset_add(ptrset *s, const void *p)
+{
+    size_t i = ptr_hash(p, s->cap);
+    while (s->slots[i] && s->slots[i] != p)
+        i = (i + 1) & (s->cap - 1);
+    s->slots[i] = p;
+}
+
+/* The source a chunk belongs to: its container, else its input. Chunks of
+ * one source must never be in two batches in flight at once. */
+static const void *source_of(const dr_chunk *c)
+{
+    return c->meta ? (const void *)c->meta : (const void *)c->input;
+}
+
+static bool all_inputs_drained(dr_agent *a);
+
+/* True when partial batches should go now rather than wait to fill. */
+static bool flush_partial_now(dr_agent *a)
+{
+    return a->shutting_down || (a->finished_cb && all_inputs_drained(a));
+}
+
+/* Chooses the next batch: waiting entries in arrival order, skipping the
+ * sources that have a chunk in flight (and everything after it from the
+ * same source), up to the byte bound. Returns the number chosen (in
+ * `pick`), or 0 when nothing should be sent now; a young partial batch
+ * arms the batch timer instead. */
+static size_t choose_batch(dr_output_rt *o, dr_agent *a, dr_qentry **pick, size_t max)
+{
+    size_t busy_count = 0;
+    for (dr_qentry *e = o->head; e; e = e->next)
+        busy_count += e->batch != NULL;
+    ptrset busy = {0};
+    if (!ptrset_init(&busy, busy_count + max))
+        return 0;
+    for (dr_qentry *e = o->head; e; e = e->next)
+        if (e->batch)
+            ptrset_add(&busy, source_of(e->chunk));
+    size_t n = 0;
+    uint64_t bytes = 0;
+    bool full = false;
+    for (dr_qentry *e = o->head; e && !full; e = e->next) {
+        if (e->batch)
+            continue;
+        const void *src = source_of(e->chunk);
+        if (ptrset_has(&busy, src))
+            continue;
+        pick[n++] = e;
+        bytes += e->bytes;
+        full = n == max || o->batch_max_bytes == 0 || bytes >= o->batch_max_bytes;
+    }
+    free(busy.slots);
+    if (n == 0 || full || o->batch_wait_ms == 0 || flush_partial_now(a))
+        return n;
+    int64_t due = pick[0]->queued_ns + o->batch_wait_ms * 1000000;
+    int64_t now = dr_mono_ns();
+    if (now >= due)
+        return n;
+    if (!o->batch_timer_armed) {
+        o->batch_timer_armed = true;
+        uv_timer_start(&o->batch_timer, on_batch_timer, (uint64_t)((due - now) / 1000000 + 1), 0);
+    }
+    return 0;
+}
+
+static dr_flush *next_batch(dr_output_rt *o, dr_agent *a)
+{
+    size_t max = o->batch_max_bytes ? DR_BATCH_MAX_CHUNKS : 1;
+    if (max > o->queued_chunks)
+        max = o->queued_chunks;
+    if (max == 0)
+        return NULL;
+    dr_flush *f = malloc(sizeof *f + max * sizeof f->entries[0]);
+    if (!f)
+        return NULL;
+    f->n = choose_batch(o, a, f->entries, max);
+    if (f->n == 0) {
+        free(f);
+        return NULL;
+    }
+    f->out = o;
+    f->attempts = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        f->entries[i]->batch = f;
+        if (f->entries[i]->attempts > f->attempts)
+            f->attempts = f->entries[i]->attempts;
+    }
+    f->prev = NULL;
+    f->next = o->batches;
+    if (o->batches)
+        o->batches->prev = f;
+    o->batches = f;
+    return f;
+}
+
+/* Hands batches to an output while it has room: max_inflight batches, or
+ * one while it is failing. A flush may finish its batch before returning,
+ * so every turn chooses afresh. */
 static void dispatch_output(dr_node *n)
 {
     dr_output_rt *o = &n->out;
-    while (!o->retry_pending && o->inflight < o->max_inflight) {
-        dr_flush *f = o->head;
-        while (f && f->inflight)
-            f = f->next;
+    dr_agent *a = n->inst.agent;
+    while (!o->retry_pending && o->inflight < (o->failing ? 1 : o->max_inflight)) {
+        dr_flush *f = next_batch(o, a);
         if (!f)
             return;
-        f->inflight = true;
         o->inflight++;
-        n->inst.plugin->flush(&n->inst, f->chunk, f);
+        n->inst.plugin->flush(&n->inst, f);
     }
 }
 
@@ -515,27 +764,14 @@ static void dispatch(dr_agent *a)
     }
 }
 
-static bool queues_have_waiting(dr_agent *a)
-{
-    for (size_t i = 0; i < a->nnodes; i++) {
-        dr_node *n = a->nodes[i];
-        if (n->kind != DR_OUTPUT || n->stopped || n->out.retry_pending)
-            continue;
-        for (dr_flush *f = n->out.head; f; f = f->next)
-            if (!f->inflight && n->out.inflight < n->out.max_inflight)
-                return true;
-    }
-    return false;
-}
-
+/* The pump is stopped before dispatching: whatever a flush or an emit
+ * inside it queues starts the pump again for the next loop turn. */
 static void on_pump(uv_idle_t *h)
 {
     dr_agent *a = h->data;
+    uv_idle_stop(&a->pump);
+    a->pump_active = false;
     dispatch(a);
-    if (!queues_have_waiting(a)) {
-        uv_idle_stop(&a->pump);
-        a->pump_active = false;
-    }
 }
 
 static void pump_start(dr_agent *a)
@@ -586,6 +822,7 @@ void dr_input_drained(dr_instance *input)
 {
     dr_node *in = node_of(input);
     in->drained = true;
+    pump_start(input->agent); /* partial batches need not wait any more */
     maybe_finish(input->agent);
 }
 
@@ -603,14 +840,14 @@ static void abandon_waiting_entries(dr_agent *a)
         dr_node *n = a->nodes[i];
         if (n->kind != DR_OUTPUT)
             continue;
-        dr_flush *f = n->out.head;
-        while (f) {
-            dr_flush *next = f->next;
-            if (!f->inflight) {
-                f->chunk->abandoned = true;
-                release_entry(f);
+        dr_qentry *e = n->out.head;
+        while (e) {
+            dr_qentry *next = e->next;
+            if (!e->batch) {
+                e->chunk->abandoned = true;
+                release_entry(&n->out, e);
             }
-            f = next;
+            e = next;
         }
     }
 }
@@ -681,11 +918,18 @@ static void finish_shutdown(dr_agent *a)
     abandon_waiting_entries(a);
     for (size_t i = 0; i < a->nnodes; i++) {
         dr_node *n = a->nodes[i];
-        if (n->kind == DR_OUTPUT)
-            while (n->out.head) {
-                n->out.head->chunk->abandoned = true;
-                release_entry(n->out.head);
-            }
+        if (n->kind != DR_OUTPUT)
+            continue;
+        /* batches the output never finished: their chunks go back too */
+        while (n->out.batches) {
+            dr_flush *f = n->out.batches;
+            unlink_batch(&n->out, f);
+            free(f);
+        }
+        while (n->out.head) {
+            n->out.head->chunk->abandoned = true;
+            release_entry(&n->out, n->out.head);
+        }
     }
     a->running = false;
     uv_timer_stop(&a->grace_timer);
@@ -698,9 +942,11 @@ static void finish_shutdown(dr_agent *a)
     for (size_t i = 0; i < a->nnodes; i++) {
         dr_node *n = a->nodes[i];
         if (n->kind == DR_OUTPUT) {
-            a->handles_open++;
+            a->handles_open += 2;
             n->out.retry_timer.data = a;
             uv_close((uv_handle_t *)&n->out.retry_timer, on_handle_closed);
+            n->out.batch_timer.data = a;
+            uv_close((uv_handle_t *)&n->out.batch_timer, on_handle_closed);
         }
     }
 }
@@ -818,18 +1064,22 @@ static dr_node *node_from_config(dr_agent *a, dr_plugin_kind kind, const dr_cfg_
     int nerr = 0;
     /* Apply common keys: every other key belongs to the plugin. Build the
      * list of the plugin's keys to pass as extra keys. */
+    dr_option *flat = dr_options_flatten(p->options);
     size_t nopts = 0;
-    while (p->options && p->options[nopts].name)
+    while (flat && flat[nopts].name)
         nopts++;
     const char **plugin_keys = calloc(nopts + 1, sizeof *plugin_keys);
-    if (!plugin_keys) {
+    if (!plugin_keys || (!flat && p->options)) {
+        free(plugin_keys);
+        dr_options_free(flat);
         free(n);
         return NULL;
     }
     for (size_t i = 0; i < nopts; i++)
-        plugin_keys[i] = p->options[i].name;
+        plugin_keys[i] = flat[i].name;
     nerr += dr_cfg_apply(common, item, &n->common, path, plugin_keys, errs);
     free(plugin_keys);
+    dr_options_free(flat);
     n->inst.conf = calloc(1, p->conf_size ? p->conf_size : 1);
     if (!n->inst.conf) {
         node_free(n);
@@ -1015,6 +1265,8 @@ int dr_agent_start(dr_agent *a)
         if (n->kind == DR_OUTPUT) {
             uv_timer_init(a->loop, &n->out.retry_timer);
             n->out.retry_timer.data = &n->out;
+            uv_timer_init(a->loop, &n->out.batch_timer);
+            n->out.batch_timer.data = &n->out;
         }
     }
     a->running = true;

@@ -1445,6 +1445,8 @@ static void field_store(const dr_option *o, void *conf, opt_value *v)
     case DR_OPT_ENUM:
         *(int *)f = v->e;
         break;
+    case DR_OPT_GROUP:
+        break; /* flattened away before values are stored */
     }
 }
 
@@ -1465,6 +1467,8 @@ static const char *type_name(dr_opt_type t)
         return "a string or a list of strings";
     case DR_OPT_ENUM:
         return "one of a fixed set of words";
+    case DR_OPT_GROUP:
+        return "a map";
     }
     return "a value";
 }
@@ -1570,6 +1574,8 @@ static bool parse_option_text(const dr_option *o, const char *s, opt_value *v, c
             dr_buf_free(&list);
         }
         return false;
+    case DR_OPT_GROUP:
+        break; /* flattened away before values are parsed */
     }
     snprintf(why, cap, "unknown option type");
     return false;
@@ -1806,8 +1812,73 @@ static void check_unknown_keys(applier *A, const dr_cfg_node *map, const char *p
     }
 }
 
+static int apply_flat_options(const dr_option *opts, const dr_cfg_node *map, void *conf,
+                              const char *path, const char *const *extra_keys, dr_cfg_errors *errs);
+
+static size_t count_flat_options(const dr_option *opts)
+{
+    size_t n = 0;
+    for (const dr_option *o = opts; o && o->name; o++)
+        n += o->type == DR_OPT_GROUP ? count_flat_options(o->group) : 1;
+    return n;
+}
+
+/* Copies the options of `opts` to `out` (names prefixed, offsets moved by
+ * `base`); returns the next free slot, or NULL on allocation failure. */
+static dr_option *flatten_into(const dr_option *opts, const char *prefix, size_t base,
+                               dr_option *out)
+{
+    for (const dr_option *o = opts; o && o->name; o++) {
+        char name[CFG_MAX_KEYPATH];
+        snprintf(name, sizeof name, "%s%s%s", prefix, *prefix && *o->name ? "." : "", o->name);
+        if (o->type == DR_OPT_GROUP) {
+            out = flatten_into(o->group, name, base + o->offset, out);
+            if (!out)
+                return NULL;
+            continue;
+        }
+        *out = *o;
+        out->offset = base + o->offset;
+        out->name = strdup(name);
+        if (!out->name)
+            return NULL;
+        out++;
+    }
+    return out;
+}
+
+dr_option *dr_options_flatten(const dr_option *opts)
+{
+    dr_option *flat = calloc(count_flat_options(opts) + 1, sizeof *flat);
+    if (flat && !flatten_into(opts, "", 0, flat)) {
+        dr_options_free(flat);
+        return NULL;
+    }
+    return flat;
+}
+
+void dr_options_free(dr_option *flat)
+{
+    for (dr_option *o = flat; o && o->name; o++)
+        free((char *)o->name);
+    free(flat);
+}
+
 int dr_cfg_apply(const dr_option *opts, const dr_cfg_node *map, void *conf, const char *path,
                  const char *const *extra_keys, dr_cfg_errors *errs)
+{
+    dr_option *flat = dr_options_flatten(opts);
+    if (!flat && opts) {
+        errs_add(errs, NULL, 0, 0, path ? path : "", "out of memory");
+        return 1;
+    }
+    int nerr = apply_flat_options(flat, map, conf, path, extra_keys, errs);
+    dr_options_free(flat);
+    return nerr;
+}
+
+static int apply_flat_options(const dr_option *opts, const dr_cfg_node *map, void *conf,
+                              const char *path, const char *const *extra_keys, dr_cfg_errors *errs)
 {
     applier A = {.opts = opts, .extra = extra_keys, .path = path ? path : "", .errs = errs};
     while (opts && opts[A.nopts].name)
@@ -1833,6 +1904,10 @@ void dr_cfg_free_conf(const dr_option *opts, void *conf)
     if (!conf)
         return;
     for (size_t i = 0; opts && opts[i].name; i++) {
+        if (opts[i].type == DR_OPT_GROUP) {
+            dr_cfg_free_conf(opts[i].group, (char *)conf + opts[i].offset);
+            continue;
+        }
         void *f = field_of(&opts[i], conf);
         if (opts[i].type == DR_OPT_STRING) {
             free(*(char **)f);

@@ -69,6 +69,13 @@ void dr_cfg_error(dr_cfg_errors *errs, const dr_cfg_node *at, const char *path, 
                   ...) __attribute__((format(printf, 4, 5)));
 void dr_cfg_errors_free(dr_cfg_errors *errs);
 
+/* The options of a table with every DR_OPT_GROUP entry replaced by the
+ * options of its group (names prefixed with "group." unless the group's
+ * name is "", offsets added), in a new array ended by a NULL name, with
+ * names of its own. Free with dr_options_free. NULL on allocation failure. */
+dr_option *dr_options_flatten(const dr_option *opts);
+void dr_options_free(dr_option *flat);
+
 /* Fills `conf` (a zeroed struct) from `map` with the option table: defaults
  * first, then the values present. `path` is the key path of the map for
  * error messages (such as "inputs[0]"). Keys listed in `extra_keys`

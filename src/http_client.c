@@ -48,6 +48,47 @@
 #define HTTP_DEFAULT_TIMEOUT_MS 30000
 #define HTTP_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define HTTP_DEFAULT_MAX_RESPONSE (64 * 1024)
+
+/* The options every HTTP output shares (a DR_OPT_GROUP with name ""). */
+const dr_option dr_http_client_options[] = {
+    {"tls.ca_file", DR_OPT_STRING, offsetof(dr_http_client_conf, ca_file), NULL, 0, NULL, 0, 0,
+     "PEM file of the certificate authorities that verify the server; unset, the system's store."},
+    {"tls.cert_file", DR_OPT_STRING, offsetof(dr_http_client_conf, cert_file), NULL, 0, NULL, 0, 0,
+     "Client certificate (PEM) for mutual TLS; needs tls.key_file."},
+    {"tls.key_file", DR_OPT_STRING, offsetof(dr_http_client_conf, key_file), NULL, 0, NULL, 0, 0,
+     "Private key (PEM) of tls.cert_file."},
+    {"tls.server_name", DR_OPT_STRING, offsetof(dr_http_client_conf, server_name), NULL, 0, NULL, 0,
+     0,
+     "Name to verify the server's certificate against (and to send as SNI) instead of the "
+     "URL's host."},
+    {"tls.insecure_skip_verify", DR_OPT_BOOL, offsetof(dr_http_client_conf, insecure_skip_verify),
+     "false", 0, NULL, 0, 0,
+     "Do not verify the server's certificate or name at all. For tests only."},
+    {"proxy_url", DR_OPT_STRING, offsetof(dr_http_client_conf, proxy_url), NULL, 0, NULL, 0, 0,
+     "HTTP proxy for every request, such as http://proxy:3128. The *_proxy environment "
+     "variables are ignored."},
+    {"basic_auth.username", DR_OPT_STRING, offsetof(dr_http_client_conf, username), NULL, 0, NULL,
+     0, 0, "User name for HTTP basic authentication."},
+    {"basic_auth.password", DR_OPT_STRING, offsetof(dr_http_client_conf, password), NULL, 0, NULL,
+     0, 0, "Password for HTTP basic authentication."},
+    {"bearer_token", DR_OPT_STRING, offsetof(dr_http_client_conf, bearer_token), NULL, 0, NULL, 0,
+     0, "Sent as `Authorization: Bearer <token>`."},
+    {"bearer_token_file", DR_OPT_STRING, offsetof(dr_http_client_conf, bearer_token_file), NULL, 0,
+     NULL, 0, 0,
+     "File holding the bearer token (such as a projected service-account token); read again "
+     "whenever it changes."},
+    {"headers", DR_OPT_STRLIST, offsetof(dr_http_client_conf, headers), NULL, 0, NULL, 0, 0,
+     "Extra request headers, each written \"Name: value\". They cannot replace the headers "
+     "the output sets itself."},
+    {"timeout", DR_OPT_DURATION, offsetof(dr_http_client_conf, timeout_ms), "30s", 0, NULL, 1,
+     3600000, "Longest a request may take, connection included; then it is retried."},
+    {"connect_timeout", DR_OPT_DURATION, offsetof(dr_http_client_conf, connect_timeout_ms), "10s",
+     0, NULL, 1, 600000, "Longest wait for a connection."},
+    {"max_response_bytes", DR_OPT_SIZE, offsetof(dr_http_client_conf, max_response_bytes), "64KiB",
+     0, NULL, 1024, 1 << 30,
+     "Most of a response body kept (for error messages); the rest is read and discarded."},
+    {0},
+};
 #define HTTP_MAX_HOST_CONNECTIONS 8
 #define HTTP_MAX_TOKEN_BYTES (16 * 1024)
 /* Retry-After beyond this (a year) is treated as this. */

@@ -37,6 +37,11 @@ typedef struct dr_http_client_conf {
     uint64_t max_response_bytes; /* response body kept at most; 0: 64 KiB */
 } dr_http_client_conf;
 
+/* The option table of dr_http_client_conf, for outputs to include with
+ * {.name = "", .type = DR_OPT_GROUP, .offset = offsetof(conf, http),
+ *  .group = dr_http_client_options}. */
+extern const dr_option dr_http_client_options[];
+
 typedef struct dr_http_request {
     const char *method; /* "POST", "GET", ... */
     const char *url;

@@ -7,6 +7,7 @@
 
 #include "agent.h"
 #include "buf.h"
+#include "config.h"
 
 extern const dr_plugin dr_plugin_tail;
 extern const dr_plugin dr_plugin_file;
@@ -55,12 +56,15 @@ static const char *type_name(dr_opt_type t)
         return "list of strings";
     case DR_OPT_ENUM:
         return "one of";
+    case DR_OPT_GROUP:
+        return "group";
     }
     return "?";
 }
 
-static void describe_options(const dr_option *opts, dr_buf *out)
+static void describe_options(const dr_option *table, dr_buf *out)
 {
+    dr_option *opts = dr_options_flatten(table);
     dr_buf_puts(out, "| option | type | default | description |\n|---|---|---|---|\n");
     for (const dr_option *o = opts; o && o->name; o++) {
         dr_buf_printf(out, "| `%s` | %s", o->name, type_name(o->type));
@@ -76,6 +80,7 @@ static void describe_options(const dr_option *opts, dr_buf *out)
             dr_buf_puts(out, " | none");
         dr_buf_printf(out, " | %s |\n", o->help ? o->help : "");
     }
+    dr_options_free(opts);
 }
 
 int dr_plugin_describe(const dr_plugin *p, dr_buf *out)

@@ -150,6 +150,8 @@ typedef enum {
     DR_OPT_DURATION, /* int64_t milliseconds; "500ms", "5s", "2m", "1h" */
     DR_OPT_STRLIST,  /* dr_strlist; a YAML list, or one string */
     DR_OPT_ENUM,     /* int: the index of the value in `choices` */
+    DR_OPT_GROUP,    /* the options of `group`, filling the struct at `offset`
+                        (keys prefixed with "name." unless name is "") */
 } dr_opt_type;
 
 typedef struct dr_strlist {
@@ -164,12 +166,15 @@ enum {
 typedef struct dr_option {
     const char *name;
     dr_opt_type type;
-    size_t offset;              /* offsetof(plugin config struct, field) */
-    const char *def;            /* default, written as in YAML; NULL = none */
-    unsigned flags;             /* DR_OPT_* */
-    const char *const *choices; /* DR_OPT_ENUM: NULL-terminated */
-    int64_t min, max;           /* DR_OPT_INT/SIZE/DURATION bounds when min < max */
-    const char *help;           /* one paragraph, used for --describe and the docs */
+    size_t offset;   /* offsetof(plugin config struct, field) */
+    const char *def; /* default, written as in YAML; NULL = none */
+    unsigned flags;  /* DR_OPT_* */
+    union {
+        const char *const *choices;    /* DR_OPT_ENUM: NULL-terminated */
+        const struct dr_option *group; /* DR_OPT_GROUP (a designated initializer) */
+    };
+    int64_t min, max; /* DR_OPT_INT/SIZE/DURATION bounds when min < max */
+    const char *help; /* one paragraph, used for --describe and the docs */
 } dr_option;
 
 /* ---- plugins ---------------------------------------------------------------- */
@@ -203,8 +208,10 @@ typedef struct dr_plugin {
     void (*resume)(dr_instance *inst);
     /* Filters: edits records in place (may set DR_REC_DROPPED). */
     void (*filter)(dr_instance *inst, dr_chunk *c);
-    /* Outputs: deliver the chunk, then call dr_output_done (now or later). */
-    void (*flush)(dr_instance *inst, dr_chunk *c, dr_flush *f);
+    /* Outputs: deliver the chunks of one batch (dr_flush_chunk), then call
+     * dr_output_done or one of its variants, now or later. A batch holds
+     * one chunk unless the output asked for batching (dr_output_set_batch). */
+    void (*flush)(dr_instance *inst, dr_flush *f);
     /* Stops producing (inputs) or finishes what is in flight (outputs).
      * An input must emit nothing after stop; it may still receive acks. */
     void (*stop)(dr_instance *inst);
@@ -213,9 +220,31 @@ typedef struct dr_plugin {
     void (*destroy)(dr_instance *inst);
 } dr_plugin;
 
+/* The chunks of a batch, oldest first. Chunks of one source (one
+ * container) keep their order, and a source never has chunks in two
+ * batches in flight at once, so an output that sends batches in parallel
+ * never reorders a stream. */
+size_t dr_flush_count(const dr_flush *f);
+const dr_chunk *dr_flush_chunk(const dr_flush *f, size_t i);
+/* How many times this batch's oldest chunk was tried before (0 at first). */
+uint32_t dr_flush_attempts(const dr_flush *f);
+
 /* The outcome of a flush. `reason` (for DR_DROP) is a short static string
  * used as a metric label, such as "too_large". */
 void dr_output_done(dr_flush *f, dr_result res, const char *reason);
+/* DR_RETRY after at least `delay_ms` (a backend's Retry-After), instead of
+ * the core's own backoff when that is shorter. Capped at 10 minutes. */
+void dr_output_retry_after(dr_flush *f, int64_t delay_ms);
+/* Delivered, except `dropped` records the backend refused for `reason`
+ * (counted as dropped, the rest as records out). */
+void dr_output_done_partial(dr_flush *f, uint64_t dropped, const char *reason);
+
+/* Outputs that send many chunks per request call this from init: the core
+ * then hands over batches of chunks up to `max_bytes` of payload, waiting
+ * up to `max_wait_ms` after the oldest chunk arrived for a batch to fill
+ * (no wait at the end of a oneshot run or at shutdown). `max_inflight`
+ * then counts batches. While the output is failing, one batch at a time. */
+void dr_output_set_batch(dr_instance *inst, uint64_t max_bytes, int64_t max_wait_ms);
 
 /* ---- instances -------------------------------------------------------------- */
 

@@ -124,13 +124,15 @@ void dr_ndjson_writer_init(dr_ndjson_writer *w, dr_instance *inst, dr_line_style
                        "Records whose invalid UTF-8 was replaced by U+FFFD.", NULL, NULL);
 }
 
-int dr_ndjson_writer_encode(dr_ndjson_writer *w, const dr_chunk *c)
+int dr_ndjson_writer_encode(dr_ndjson_writer *w, const dr_flush *f)
 {
     dr_buf_reset(&w->buf);
-    long bad = dr_ndjson_encode_chunk(c, w->style, &w->buf);
-    if (bad < 0)
-        return DR_ENOMEM;
-    dr_counter_add(w->invalid_utf8, (uint64_t)bad);
+    for (size_t i = 0; i < dr_flush_count(f); i++) {
+        long bad = dr_ndjson_encode_chunk(dr_flush_chunk(f, i), w->style, &w->buf);
+        if (bad < 0)
+            return DR_ENOMEM;
+        dr_counter_add(w->invalid_utf8, (uint64_t)bad);
+    }
     return 0;
 }
 

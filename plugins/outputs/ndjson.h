@@ -34,9 +34,10 @@ typedef struct dr_ndjson_writer {
 
 /* Call from the output's start (it creates the counter). */
 void dr_ndjson_writer_init(dr_ndjson_writer *w, dr_instance *inst, dr_line_style style);
-/* Encodes the chunk into w->buf, replacing what was there, and counts the
- * records whose invalid UTF-8 was replaced. Returns 0 or DR_ENOMEM. */
-int dr_ndjson_writer_encode(dr_ndjson_writer *w, const dr_chunk *c);
+/* Encodes the chunks of a batch into w->buf, replacing what was there, and
+ * counts the records whose invalid UTF-8 was replaced. Returns 0 or
+ * DR_ENOMEM. */
+int dr_ndjson_writer_encode(dr_ndjson_writer *w, const dr_flush *f);
 /* After a write: gives back the memory a huge chunk made the buffer grow to. */
 void dr_ndjson_writer_trim(dr_ndjson_writer *w);
 void dr_ndjson_writer_free(dr_ndjson_writer *w);

@@ -90,11 +90,11 @@ static void on_fsync_timer(uv_timer_t *t)
     reopen_if_moved(inst);
 }
 
-static void file_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
+static void file_flush(dr_instance *inst, dr_flush *f)
 {
     file_conf *conf = inst->conf;
     file_state *st = inst->state;
-    if (dr_ndjson_writer_encode(&st->out, c) < 0) {
+    if (dr_ndjson_writer_encode(&st->out, f) < 0) {
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }

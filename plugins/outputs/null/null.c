@@ -6,10 +6,9 @@
 
 static const dr_option null_options[] = {{0}};
 
-static void null_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
+static void null_flush(dr_instance *inst, dr_flush *f)
 {
     (void)inst;
-    (void)c;
     dr_output_done(f, DR_DELIVERED, NULL);
 }
 

@@ -29,10 +29,10 @@ typedef struct stdout_state {
     dr_ndjson_writer out;
 } stdout_state;
 
-static void stdout_flush(dr_instance *inst, dr_chunk *c, dr_flush *f)
+static void stdout_flush(dr_instance *inst, dr_flush *f)
 {
     stdout_state *st = inst->state;
-    if (dr_ndjson_writer_encode(&st->out, c) < 0) {
+    if (dr_ndjson_writer_encode(&st->out, f) < 0) {
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }
