@@ -16,6 +16,7 @@ const core_sources = [_][]const u8{
     "src/buf.c",
     "src/checkpoint.c",
     "src/chunk.c",
+    "src/compress.c",
     "src/util.c",
     "src/config.c",
     "src/http_client.c",
@@ -37,6 +38,11 @@ const plugin_sources = [_][]const u8{
     "plugins/outputs/null/null.c",
     "plugins/outputs/stdout/stdout.c",
     "plugins/outputs/ndjson.c",
+    "plugins/outputs/msgpack.c",
+    "plugins/outputs/http/http.c",
+    "plugins/outputs/http/body.c",
+    "plugins/outputs/loki/loki.c",
+    "plugins/outputs/loki/loki_request.c",
 };
 
 const unit_test_sources = [_][]const u8{
@@ -51,6 +57,9 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_sanitizer.c",
     "tests/unit/test_tail.c",
     "tests/unit/test_http_client.c",
+    "tests/unit/test_loki.c",
+    "tests/unit/test_compress.c",
+    "tests/unit/test_http_output.c",
 };
 
 const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c" };

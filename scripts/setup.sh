@@ -34,6 +34,8 @@ if ! { [ -x "$ZIG_LINK" ] && [ "$("$ZIG_LINK" version 2>/dev/null)" = "$ZIG_VERS
 fi
 
 # Python test dependencies.
-python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check pytest
+# msgpack and zstandard decode the http output's bodies in tests/e2e.
+python3 -c 'import pytest, msgpack, zstandard' 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check pytest msgpack zstandard
 
 echo "$ZIG_LINK"

@@ -36,6 +36,11 @@ for p in $(./zig-out/bin/drover --describe all); do
   fi
 done
 
+echo "== example configurations are valid"
+for f in conf.d/*.yaml conf.d/examples/*.yaml; do
+  ./zig-out/bin/drover --check-config -c "$f"
+done
+
 echo "== end-to-end under ASan + UBSan (short)"
 DROVER_BIN="$PWD/zig-out-asan/bin/drover" ASAN_OPTIONS=detect_leaks=1 \
   python3 -m pytest -q -x tests/e2e -m sanitizer

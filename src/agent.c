@@ -190,7 +190,8 @@ const dr_option dr_common_output_options[] = {
      "Bound of the bytes queued for this output (records taken and not yet delivered). When "
      "it is reached the inputs that feed it stop reading until it drains below half."},
     {"max_inflight", DR_OPT_INT, offsetof(common_conf, max_inflight), "4", 0, NULL, 1, 1024,
-     "Chunks handed to the output at once."},
+     "Deliveries (chunks, or batches for outputs that batch) the output may have in flight at "
+     "once; one while it is failing."},
     {"retry_min", DR_OPT_DURATION, offsetof(common_conf, retry_min_ms), "1s", 0, NULL, 1, 3600000,
      "First wait before retrying a failed delivery; doubled after each failure."},
     {"retry_max", DR_OPT_DURATION, offsetof(common_conf, retry_max_ms), "60s", 0, NULL, 1, 86400000,
@@ -537,9 +538,10 @@ static bool give_back(dr_flush *f, int64_t delay_ms)
     return true;
 }
 
-/* Ends a batch for good: `dropped` of its live records were refused (all of
- * them when res is DR_DROP), the rest delivered; DR_RETRY here means the
- * agent is shutting down and the chunks go back to their sources. */
+/* Ends a batch for good. DR_DROP: all its live records were refused, and
+ * are counted here with `reason`. DR_DELIVERED: all but `dropped`, which
+ * the output counted itself. DR_RETRY here means the agent is shutting
+ * down and the chunks go back to their sources. */
 static void finish_batch(dr_flush *f, dr_result res, uint64_t dropped, const char *reason)
 {
     dr_output_rt *o = f->out;
@@ -565,9 +567,11 @@ static void finish_batch(dr_flush *f, dr_result res, uint64_t dropped, const cha
             o->failing = false;
         }
         dr_counter_add(n->inst.records_out, recs - dropped);
-        if (!dropped)
+        /* the bytes of a partly refused batch are counted whole: which
+         * records were refused is not known */
+        if (res == DR_DELIVERED)
             dr_counter_add(n->inst.bytes_out, bytes);
-        if (dropped)
+        if (res == DR_DROP)
             dr_count_drop(&n->inst, reason ? reason : "rejected", dropped);
     }
     o->inflight--;
@@ -601,9 +605,9 @@ void dr_output_retry_after(dr_flush *f, int64_t delay_ms)
     finish_batch(f, DR_RETRY, 0, NULL);
 }
 
-void dr_output_done_partial(dr_flush *f, uint64_t dropped, const char *reason)
+void dr_output_done_partial(dr_flush *f, uint64_t dropped)
 {
-    finish_batch(f, DR_DELIVERED, dropped, reason);
+    finish_batch(f, DR_DELIVERED, dropped, NULL);
 }
 
 /* ---- batching ------------------------------------------------------------------------ */

@@ -1484,6 +1484,37 @@ static bool in_range_u(const dr_option *o, uint64_t v)
     return o->max >= 0 && v >= lo && v <= (uint64_t)o->max;
 }
 
+/* A list default written as in YAML's flow style, "[a, b, c]" (items
+ * without quotes or commas of their own). */
+static bool parse_default_list(const char *s, dr_strlist *l, char *why, size_t cap)
+{
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    if (!strlist_init(l, n)) {
+        snprintf(why, cap, "out of memory");
+        return false;
+    }
+    const char *p = s + 1;
+    while (*p && *p != ']') {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, ",]");
+        size_t end = len;
+        while (end > 0 && p[end - 1] == ' ')
+            end--;
+        if (end > 0 && !(l->v[l->n++] = strndup(p, end))) {
+            strlist_free(l);
+            snprintf(why, cap, "out of memory");
+            return false;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return true;
+}
+
 /* Parses scalar text for option o into *v. On failure writes a message
  * into why and returns false. */
 static bool parse_option_text(const dr_option *o, const char *s, opt_value *v, char *why,
@@ -1546,6 +1577,8 @@ static bool parse_option_text(const dr_option *o, const char *s, opt_value *v, c
             return true;
         return false;
     case DR_OPT_STRLIST:
+        if (o->def == s && s[0] == '[')
+            return parse_default_list(s, &v->l, why, cap);
         /* A default or a single scalar: a list of one; an empty default is
          * an empty list. */
         if (!strlist_init(&v->l, 1)) {

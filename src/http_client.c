@@ -805,11 +805,24 @@ static int slist_add(struct curl_slist **list, const char *s)
     return 0;
 }
 
+/* True when the request sets header `h` (by name, any case) itself. */
+static bool set_by_request(const char *h, const char *const *extra)
+{
+    size_t n = strcspn(h, ":");
+    for (; extra && *extra; extra++)
+        if (strncasecmp(*extra, h, n) == 0 && (*extra)[n] == ':')
+            return true;
+    return false;
+}
+
 static int build_headers(http_req *q, const dr_http_client_conf *conf, const char *const *extra,
                          const char *token)
 {
+    /* The user's headers, except those the request sets itself (its
+     * Content-Type, Content-Encoding, protocol headers): they win. */
     for (size_t i = 0; i < conf->headers.n; i++)
-        if (slist_add(&q->headers, conf->headers.v[i]) < 0)
+        if (!set_by_request(conf->headers.v[i], extra) &&
+            slist_add(&q->headers, conf->headers.v[i]) < 0)
             return DR_ENOMEM;
     for (; extra && *extra; extra++)
         if (slist_add(&q->headers, *extra) < 0)
@@ -1037,4 +1050,101 @@ dr_http_verdict dr_http_classify(const dr_http_response *r)
     if (s == 0 || s >= 500 || s == 429 || s == 408)
         return DR_HTTP_RETRY;
     return DR_HTTP_FAIL;
+}
+
+/* ---- helpers every HTTP output shares ---------------------------------------- */
+
+int dr_http_check_url(const char *url, dr_error *err)
+{
+    CURLU *u = curl_url();
+    if (!u) {
+        dr_error_set(err, "out of memory");
+        return DR_ENOMEM;
+    }
+    char *scheme = NULL, *host = NULL;
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    int ret = DR_EINVAL;
+    if (rc != CURLUE_OK)
+        dr_error_set(err, "url: not a valid URL (%s)", curl_url_strerror(rc));
+    else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+             (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+        dr_error_set(err, "url: the scheme must be http:// or https://, not %s://",
+                     scheme ? scheme : "?");
+    else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host)
+        dr_error_set(err, "url: no host");
+    else
+        ret = 0;
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ret;
+}
+
+#define DR_HTTP_REQUESTS_HELP "HTTP requests by status code (\"error\": no answer)."
+
+void dr_http_stats_init(dr_http_stats *s, dr_instance *inst)
+{
+    memset(s, 0, sizeof *s);
+    s->inst = inst;
+    s->request_bytes = dr_counter_new(
+        inst, "drover_output_request_bytes_total",
+        "Request body bytes sent (after compression), retries included.", NULL, NULL);
+    s->errors = dr_counter_new(inst, "drover_output_requests_total", DR_HTTP_REQUESTS_HELP, "code",
+                               "error");
+}
+
+void dr_http_stats_sent(dr_http_stats *s, size_t body_bytes)
+{
+    dr_counter_add(s->request_bytes, body_bytes);
+}
+
+void dr_http_stats_answer(dr_http_stats *s, int status)
+{
+    if (status == 0) {
+        dr_counter_add(s->errors, 1);
+        return;
+    }
+    for (size_t i = 0; i < s->ncodes; i++) {
+        if (s->codes[i].code == status) {
+            dr_counter_add(s->codes[i].counter, 1);
+            return;
+        }
+    }
+    if (s->ncodes == DR_HTTP_CODE_SLOTS) {
+        /* a server answering with ever new codes must not grow the series */
+        if (!s->other)
+            s->other = dr_counter_new(s->inst, "drover_output_requests_total",
+                                      DR_HTTP_REQUESTS_HELP, "code", "other");
+        dr_counter_add(s->other, 1);
+        return;
+    }
+    char label[16];
+    snprintf(label, sizeof label, "%d", status);
+    dr_counter *c = dr_counter_new(s->inst, "drover_output_requests_total", DR_HTTP_REQUESTS_HELP,
+                                   "code", label);
+    s->codes[s->ncodes].code = status;
+    s->codes[s->ncodes].counter = c;
+    s->ncodes++;
+    dr_counter_add(c, 1);
+}
+
+void dr_http_response_snippet(const dr_http_response *r, char *out, size_t outsz)
+{
+    const char *s = r->status ? r->body : r->error;
+    size_t n = r->status ? r->body_len : (r->error ? strlen(r->error) : 0);
+    size_t k = 0;
+    for (size_t i = 0; s && i < n && k + 1 < outsz; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[k++] = c == '"' ? '\'' : c == '\\' ? '/' : (c < 0x20 || c >= 0x7f) ? ' ' : (char)c;
+    }
+    if (outsz)
+        out[k] = '\0';
+}
+
+void dr_http_retry(dr_flush *f, const dr_http_response *r)
+{
+    if (r->retry_after_ms >= 0)
+        dr_output_retry_after(f, r->retry_after_ms);
+    else
+        dr_output_done(f, DR_RETRY, NULL);
 }

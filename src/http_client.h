@@ -87,4 +87,37 @@ typedef enum {
 
 dr_http_verdict dr_http_classify(const dr_http_response *r);
 
+/* ---- helpers every HTTP output shares ---------------------------------------- */
+
+/* Checks an output's url: parseable, http:// or https://, with a host. The
+ * URL is not quoted in the message (it may hold credentials). */
+int dr_http_check_url(const char *url, dr_error *err);
+
+/* The request metrics of an output: drover_output_requests_total{code}
+ * (the HTTP status; "error" for no answer; at most 16 distinct codes, then
+ * "other") and drover_output_request_bytes_total (bodies as sent, retries
+ * included). Init from the output's start. */
+#define DR_HTTP_CODE_SLOTS 16
+typedef struct dr_http_stats {
+    dr_instance *inst;
+    dr_counter *request_bytes, *errors, *other;
+    struct {
+        int code;
+        dr_counter *counter;
+    } codes[DR_HTTP_CODE_SLOTS];
+    size_t ncodes;
+} dr_http_stats;
+
+void dr_http_stats_init(dr_http_stats *s, dr_instance *inst);
+void dr_http_stats_sent(dr_http_stats *s, size_t body_bytes);
+void dr_http_stats_answer(dr_http_stats *s, int status);
+
+/* The start of the response body (or of the error, without an answer)
+ * made safe for a quoted logfmt value: printable ASCII, no quotes. */
+void dr_http_response_snippet(const dr_http_response *r, char *out, size_t outsz);
+
+/* Hands a failed delivery back to the core for a retry: after the
+ * response's Retry-After when it has one, else after the core's backoff. */
+void dr_http_retry(dr_flush *f, const dr_http_response *r);
+
 #endif

@@ -214,6 +214,62 @@ nomem:
     return DR_ENOMEM;
 }
 
+/* ---- sanitising ------------------------------------------------------------------ */
+
+/* Returns the first byte at or after p that is not ASCII, or end. */
+static const unsigned char *skip_ascii(const unsigned char *p, const unsigned char *end)
+{
+    while (end - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        if (w & HIGHS)
+            break;
+        p += 8;
+    }
+    while (p < end && *p < 0x80)
+        p++;
+    return p;
+}
+
+long dr_utf8_sanitize(dr_buf *b, const char *s, size_t n)
+{
+    static const char replacement[3] = {'\xEF', '\xBF', '\xBD'}; /* U+FFFD */
+    size_t start_len = b->len;
+    long replaced = 0;
+    if (dr_buf_reserve(b, n) < 0)
+        return DR_ENOMEM;
+    /* [run, p) is copied as it is: ASCII and well-formed sequences. */
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    while (p < end) {
+        p = skip_utf8(skip_ascii(p, end), end);
+        if (p == end || *p < 0x80)
+            continue;
+        size_t bad;
+        utf8_sequence(p, end, &bad);
+        if (put(b, run, (size_t)(p - run)) < 0 || put(b, replacement, sizeof replacement) < 0)
+            goto nomem;
+        replaced++;
+        p += bad;
+        run = p;
+    }
+    if (put(b, run, (size_t)(p - run)) < 0)
+        goto nomem;
+    return replaced;
+
+nomem:
+    b->len = start_len;
+    return DR_ENOMEM;
+}
+
+size_t dr_utf8_valid_prefix(const char *s, size_t n)
+{
+    const unsigned char *start = (const unsigned char *)s, *p = start, *end = p + n;
+    const unsigned char *q;
+    while (p < end && (q = skip_utf8(skip_ascii(p, end), end)) != p)
+        p = q;
+    return (size_t)(p - start);
+}
+
 /* ---- calendar ------------------------------------------------------------------- */
 
 /* Proleptic Gregorian calendar, counted in eras of 400 years (146097 days)

@@ -336,6 +336,9 @@ int main(int argc, char **argv)
     if (check_only) {
         printf("configuration %s: ok\n", ap.config_path);
         dr_agent_free(a);
+        /* plugins may have opened handles in init (HTTP clients): let
+         * them close */
+        uv_run(ap.loop, UV_RUN_DEFAULT);
         dr_metrics_free(ap.metrics);
         return 0;
     }

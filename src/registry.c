@@ -13,12 +13,12 @@ extern const dr_plugin dr_plugin_tail;
 extern const dr_plugin dr_plugin_file;
 extern const dr_plugin dr_plugin_stdout;
 extern const dr_plugin dr_plugin_null;
+extern const dr_plugin dr_plugin_http;
+extern const dr_plugin dr_plugin_loki;
 
 static const dr_plugin *const builtin[] = {
-    &dr_plugin_tail,
-    &dr_plugin_file,
-    &dr_plugin_stdout,
-    &dr_plugin_null,
+    &dr_plugin_tail, &dr_plugin_file, &dr_plugin_stdout,
+    &dr_plugin_null, &dr_plugin_http, &dr_plugin_loki,
 };
 
 size_t dr_plugin_count(void)

@@ -235,9 +235,9 @@ void dr_output_done(dr_flush *f, dr_result res, const char *reason);
 /* DR_RETRY after at least `delay_ms` (a backend's Retry-After), instead of
  * the core's own backoff when that is shorter. Capped at 10 minutes. */
 void dr_output_retry_after(dr_flush *f, int64_t delay_ms);
-/* Delivered, except `dropped` records the backend refused for `reason`
- * (counted as dropped, the rest as records out). */
-void dr_output_done_partial(dr_flush *f, uint64_t dropped, const char *reason);
+/* Delivered, except `dropped` records that the output counted as dropped
+ * itself (dr_count_drop, with its reasons): the rest count as records out. */
+void dr_output_done_partial(dr_flush *f, uint64_t dropped);
 
 /* Outputs that send many chunks per request call this from init: the core
  * then hands over batches of chunks up to `max_bytes` of payload, waiting

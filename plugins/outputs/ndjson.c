@@ -17,8 +17,7 @@ static long put_key_string(dr_buf *b, const char *key, const char *val, size_t n
     return dr_json_string(b, val, n);
 }
 
-/* The "kubernetes" object of a chunk's metadata, encoded once per chunk. */
-static void encode_meta(const dr_meta *m, dr_buf *b)
+void dr_ndjson_encode_meta(const dr_meta *m, dr_buf *b)
 {
     if (!m) {
         return;
@@ -36,7 +35,7 @@ static void encode_meta(const dr_meta *m, dr_buf *b)
     dr_buf_putc(b, '}');
 }
 
-static long encode_json_record(const dr_record *r, const dr_buf *meta, dr_buf *b)
+long dr_ndjson_encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b)
 {
     char ts[40];
     size_t tn = dr_format_rfc3339nano(r->time_ns, ts);
@@ -95,13 +94,13 @@ long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out)
 {
     dr_buf meta = {0};
     if (style == DR_LINE_JSON)
-        encode_meta(c->meta, &meta);
+        dr_ndjson_encode_meta(c->meta, &meta);
     long bad_records = 0;
     for (uint32_t i = 0; i < c->nrecs; i++) {
         const dr_record *r = &c->recs[i];
         if (r->flags & DR_REC_DROPPED)
             continue;
-        long bad = style == DR_LINE_JSON ? encode_json_record(r, &meta, out)
+        long bad = style == DR_LINE_JSON ? dr_ndjson_encode_record(r, &meta, out)
                                          : encode_text_record(r, c->meta, out);
         if (bad < 0) {
             dr_buf_free(&meta);

@@ -24,6 +24,13 @@ typedef enum { DR_LINE_JSON = 0, DR_LINE_TEXT = 1 } dr_line_style;
  * Returns the number of records with invalid UTF-8, or DR_ENOMEM. */
 long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out);
 
+/* The pieces of the JSON form, for outputs that place records one by one:
+ * the ",\"kubernetes\":{...}" part of a chunk's metadata (nothing when m is
+ * NULL), encoded once per chunk, and one record with it, ending in a
+ * newline. The record returns its replacement count or DR_ENOMEM. */
+void dr_ndjson_encode_meta(const dr_meta *m, dr_buf *b);
+long dr_ndjson_encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b);
+
 /* What an output that writes lines keeps: its encode buffer, reused from
  * chunk to chunk, and its drover_output_invalid_utf8_records_total. */
 typedef struct dr_ndjson_writer {

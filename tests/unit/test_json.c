@@ -213,6 +213,81 @@ void test_json_escape_matches_reference(void)
     dr_buf_free(&want);
 }
 
+/* ---- sanitising without escaping ------------------------------------------ */
+
+/* The reference: valid sequences and every ASCII byte (controls, quotes)
+ * as they are, each maximal invalid subpart as one U+FFFD. */
+static long ref_sanitize(dr_buf *b, const unsigned char *s, size_t n)
+{
+    long bad = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = s[i] < 0x80 ? 1 : ref_valid(s, i, n);
+        if (len) {
+            dr_buf_append(b, s + i, len);
+            i += len;
+        } else {
+            dr_buf_puts(b, FFFD);
+            bad++;
+            i += ref_subpart(s, i, n);
+        }
+    }
+    return bad;
+}
+
+static void check_sanitize(const char *s, size_t n, const char *want, long want_bad, int line)
+{
+    dr_buf b = {0};
+    dr_buf_puts(&b, "<");
+    long bad = dr_utf8_sanitize(&b, s, n);
+    dt_check_int(bad, want_bad, __FILE__, line, "replacements");
+    dt_check_mem(b.p, b.len, want, strlen(want), __FILE__, line, "sanitised");
+    dr_buf_free(&b);
+}
+
+#define SAN(lit, want, bad) check_sanitize(lit, sizeof(lit) - 1, "<" want, bad, __LINE__)
+
+void test_json_utf8_sanitize(void)
+{
+    SAN("", "", 0);
+    SAN("plain \"quoted\" \\ \n\t\x01", "plain \"quoted\" \\ \n\t\x01", 0);
+    SAN("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+        0);
+    SAN("\xff", FFFD, 1);
+    SAN("0123456789abcdef\xe2\x82", "0123456789abcdef" FFFD, 1);
+    SAN("\xed\xa0\x80", FFFD FFFD FFFD, 3);
+    SAN("\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64",
+        "a" FFFD FFFD FFFD "b" FFFD "c" FFFD FFFD "d", 6);
+    check_sanitize(NULL, 0, "<", 0, __LINE__);
+
+    /* Random strings against the reference, and the same count as
+     * dr_json_string gives. */
+    static const unsigned char pool[] = {'a',  '"',  '\\', '\n', 0x00, 0x7f, 0x80, 0x8f,
+                                         0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0,
+                                         0xe1, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff};
+    unsigned char s[80];
+    dr_buf got = {0}, want = {0}, json = {0};
+    int mismatches = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t n = rng() % sizeof s;
+        for (size_t i = 0; i < n; i++)
+            s[i] = rng() % 3 ? 'x' : pool[rng() % sizeof pool];
+        dr_buf_reset(&got);
+        dr_buf_reset(&want);
+        dr_buf_reset(&json);
+        long g = dr_utf8_sanitize(&got, (const char *)s, n);
+        long w = ref_sanitize(&want, s, n);
+        long j = dr_json_string(&json, (const char *)s, n);
+        if (g != w || g != j || got.len != want.len || memcmp(got.p, want.p, got.len) != 0) {
+            if (mismatches++ < 3)
+                CHECK_MEM(got.p, got.len, want.p, want.len);
+        }
+    }
+    CHECK_INT(mismatches, 0);
+    dr_buf_free(&got);
+    dr_buf_free(&want);
+    dr_buf_free(&json);
+}
+
 /* ---- timestamps ------------------------------------------------------------ */
 
 static void check_format(int64_t ns, const char *want, int line)
