@@ -54,7 +54,8 @@ typedef struct dr_qentry dr_qentry;
 struct dr_qentry {
     dr_qentry *prev, *next;
     dr_chunk *chunk;
-    size_t bytes;
+    size_t bytes;      /* payload, for batch sizes */
+    size_t mem;        /* what it holds in memory, for the queue's bound */
     int64_t queued_ns; /* monotonic */
     uint32_t attempts;
     dr_flush *batch; /* the batch in flight holding it, NULL while waiting */
@@ -82,13 +83,14 @@ struct dr_output_rt {
     int64_t batch_wait_ms;
     dr_qentry *head, *tail; /* FIFO in arrival order */
     dr_flush *batches;      /* in flight */
-    size_t queued_bytes;    /* every entry, in flight or waiting */
+    size_t queued_bytes;    /* memory of every entry, in flight or waiting */
     size_t queued_chunks;
     int inflight;       /* batches */
     bool retry_pending; /* the retry timer is armed: dispatch waits for it */
     bool failing;       /* the last attempt failed: one batch at a time */
     bool batch_timer_armed;
     int64_t backoff_ms;
+    int64_t retry_due_ns; /* monotonic, while retry_pending */
     uv_timer_t retry_timer;
     uv_timer_t batch_timer; /* a partial batch's wait is over */
     dr_counter *retries, *dropped_abandoned;
@@ -187,8 +189,10 @@ const dr_option dr_common_output_options[] = {
     COMMON_MATCH,
     {"queue_max_bytes", DR_OPT_SIZE, offsetof(common_conf, queue_max_bytes), "8MiB", 0, NULL, 4096,
      (int64_t)1 << 40,
-     "Bound of the bytes queued for this output (records taken and not yet delivered). When "
-     "it is reached the inputs that feed it stop reading until it drains below half."},
+     "Bound of the memory queued for this output: the chunks of records taken and not yet "
+     "delivered, counted whole (text, records, bookkeeping), so that many small chunks weigh "
+     "what they cost. When it is reached the inputs that feed it stop reading until it "
+     "drains below half."},
     {"max_inflight", DR_OPT_INT, offsetof(common_conf, max_inflight), "4", 0, NULL, 1, 1024,
      "Deliveries (chunks, or batches for outputs that batch) the output may have in flight at "
      "once; one while it is failing."},
@@ -249,7 +253,7 @@ static void create_standard_metrics(dr_node *n)
         o->retries = dr_counter_new(in, "drover_output_retries_total",
                                     "Deliveries that failed and were retried.", NULL, NULL);
         o->g_queue_bytes = dr_gauge_new(in, "drover_queue_bytes",
-                                        "Message bytes queued for the output.", NULL, NULL);
+                                        "Memory of the chunks queued for the output.", NULL, NULL);
         o->g_queue_chunks =
             dr_gauge_new(in, "drover_queue_chunks", "Chunks queued for the output.", NULL, NULL);
         o->g_oldest_age =
@@ -360,6 +364,9 @@ static void enqueue(dr_output_rt *o, dr_chunk *c, size_t bytes)
     dr_chunk_retain(c);
     e->chunk = c;
     e->bytes = bytes;
+    /* A chunk of one short line holds far more than its payload: the
+     * bound is on memory, so many small chunks cannot add up unseen. */
+    e->mem = c->mem + sizeof *e;
     e->queued_ns = dr_mono_ns();
     e->prev = o->tail;
     if (o->tail)
@@ -367,7 +374,7 @@ static void enqueue(dr_output_rt *o, dr_chunk *c, size_t bytes)
     else
         o->head = e;
     o->tail = e;
-    o->queued_bytes += bytes;
+    o->queued_bytes += e->mem;
     o->queued_chunks++;
 }
 
@@ -443,7 +450,7 @@ static void release_entry(dr_output_rt *o, dr_qentry *e)
         e->next->prev = e->prev;
     else
         o->tail = e->prev;
-    o->queued_bytes -= e->bytes;
+    o->queued_bytes -= e->mem;
     o->queued_chunks--;
     dr_chunk *c = e->chunk;
     free(e);
@@ -531,8 +538,12 @@ static bool give_back(dr_flush *f, int64_t delay_ms)
     free(f);
     dr_counter_add(o->retries, 1);
     o->failing = true;
-    if (!o->retry_pending) {
+    /* One wait for the output: a later failure may only make it longer
+     * (another batch's Retry-After), never shorter. */
+    int64_t due = dr_mono_ns() + delay_ms * 1000000;
+    if (!o->retry_pending || due > o->retry_due_ns) {
         o->retry_pending = true;
+        o->retry_due_ns = due;
         uv_timer_start(&o->retry_timer, on_retry_timer, (uint64_t)delay_ms, 0);
     }
     return true;
@@ -677,6 +688,8 @@ static bool flush_partial_now(dr_agent *a)
  * arms the batch timer instead. */
 static size_t choose_batch(dr_output_rt *o, dr_agent *a, dr_qentry **pick, size_t max)
 {
+    /* full means the output's bound, not merely all that is queued now */
+    size_t full_at = o->batch_max_bytes ? DR_BATCH_MAX_CHUNKS : 1;
     size_t busy_count = 0;
     for (dr_qentry *e = o->head; e; e = e->next)
         busy_count += e->batch != NULL;
@@ -697,7 +710,9 @@ static size_t choose_batch(dr_output_rt *o, dr_agent *a, dr_qentry **pick, size_
             continue;
         pick[n++] = e;
         bytes += e->bytes;
-        full = n == max || o->batch_max_bytes == 0 || bytes >= o->batch_max_bytes;
+        full = n == full_at || o->batch_max_bytes == 0 || bytes >= o->batch_max_bytes;
+        if (n == max)
+            break;
     }
     free(busy.slots);
     if (n == 0 || full || o->batch_wait_ms == 0 || flush_partial_now(a))

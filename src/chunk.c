@@ -42,13 +42,15 @@ dr_chunk *dr_chunk_new(dr_instance *input, size_t bytes_hint)
     c->refs = 1;
     c->input = input;
     c->created_ns = dr_mono_ns();
+    c->mem = sizeof *c;
     if (bytes_hint) {
-        c->blocks =
-            arena_block_new(bytes_hint < DR_ARENA_MIN_BLOCK ? DR_ARENA_MIN_BLOCK : bytes_hint);
+        size_t cap = (bytes_hint + 7) & ~(size_t)7;
+        c->blocks = arena_block_new(cap);
         if (!c->blocks) {
             free(c);
             return NULL;
         }
+        c->mem += sizeof *c->blocks + cap;
     }
     return c;
 }
@@ -58,10 +60,11 @@ void *dr_chunk_alloc(dr_chunk *c, size_t n)
     n = (n + 7) & ~(size_t)7;
     dr_arena_block *b = c->blocks;
     if (!b || b->adopted || b->cap - b->used < n) {
-        size_t cap = n > DR_ARENA_MIN_BLOCK * 4 ? n : DR_ARENA_MIN_BLOCK * 4;
+        size_t cap = n > DR_ARENA_MIN_BLOCK ? n : DR_ARENA_MIN_BLOCK;
         dr_arena_block *nb = arena_block_new(cap);
         if (!nb)
             return NULL;
+        c->mem += sizeof *nb + cap;
         nb->next = c->blocks;
         c->blocks = nb;
         b = nb;
@@ -71,7 +74,7 @@ void *dr_chunk_alloc(dr_chunk *c, size_t n)
     return p;
 }
 
-void dr_chunk_adopt(dr_chunk *c, void *buf)
+void dr_chunk_adopt(dr_chunk *c, void *buf, size_t size)
 {
     /* A zero-capacity block that only remembers the buffer to free. Put it
      * second in the chain so the current allocation block stays first. */
@@ -82,6 +85,7 @@ void dr_chunk_adopt(dr_chunk *c, void *buf)
     }
     nb->adopted = true;
     nb->adopted_buf = buf;
+    c->mem += sizeof *nb + size;
     if (c->blocks) {
         nb->next = c->blocks->next;
         c->blocks->next = nb;
@@ -93,10 +97,12 @@ void dr_chunk_adopt(dr_chunk *c, void *buf)
 dr_record *dr_chunk_add(dr_chunk *c)
 {
     if (c->nrecs == c->cap) {
-        uint32_t cap = c->cap ? c->cap * 2 : 64;
+        /* small first: a chunk of one read of a quiet file holds a line or two */
+        uint32_t cap = c->cap ? c->cap * 2 : 8;
         dr_record *r = realloc(c->recs, cap * sizeof *r);
         if (!r)
             return NULL;
+        c->mem += (size_t)(cap - c->cap) * sizeof *r;
         c->recs = r;
         c->cap = cap;
     }

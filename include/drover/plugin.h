@@ -116,6 +116,7 @@ struct dr_chunk {
     uint32_t nrecs;
     uint32_t cap;
     size_t bytes;       /* payload bytes (messages), for accounting */
+    size_t mem;         /* memory it holds (arena, records, itself): what queues bound */
     int64_t created_ns; /* monotonic, for the oldest-queued age */
     dr_ack_fn ack;
     void *ack_ctx;
@@ -125,12 +126,13 @@ struct dr_chunk {
     struct dr_arena_block *blocks;
 };
 
-/* A chunk of log records. `bytes_hint` sizes the first arena block. */
+/* A chunk of log records. `bytes_hint` sizes the first arena block
+ * exactly (a chunk that copies one read takes no more than it needs). */
 dr_chunk *dr_chunk_new(dr_instance *input, size_t bytes_hint);
 /* Memory that lives as long as the chunk (8-byte aligned). */
 void *dr_chunk_alloc(dr_chunk *c, size_t n);
 /* Adopts a malloc'd buffer so it is freed with the chunk. */
-void dr_chunk_adopt(dr_chunk *c, void *buf);
+void dr_chunk_adopt(dr_chunk *c, void *buf, size_t size);
 /* Appends an empty record and returns it (NULL on allocation failure). */
 dr_record *dr_chunk_add(dr_chunk *c);
 void dr_chunk_set_meta(dr_chunk *c, dr_meta *m);

@@ -587,3 +587,16 @@ class WriterProcess:
 
 DEFAULT_MIX = {"stderr": 0.2, "long": 0.002, "unicode": 0.01, "invalid_utf8": 0.005,
                "binary": 0.005, "empty": 0.005, "interleave": 0.01, "torn": 0.01}
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident set (VmRSS of /proc/<pid>/status) in bytes; 0
+    when the process is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return 0

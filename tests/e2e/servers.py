@@ -10,7 +10,7 @@ Fixtures (import them into a test module: `from servers import loki`):
 
   loki_bin    session: the Loki binary; the test fails (not skips) without one
   loki        a started, ready LokiServer with the default test config
-  start_loki  start_loki(limits={...}, extra="yaml", start=True) -> LokiServer,
+  start_loki  start_loki(limits={...}, server={...}, extra="yaml", start=True) -> LokiServer,
               for tests that need other limits or several servers
 
 Every Loki a fixture starts is stopped by its own pid at the end of the test
@@ -134,10 +134,13 @@ def _yaml(value: Any, indent: int) -> str:
 
 
 def loki_config(*, http_port: int, grpc_port: int, data_dir: str,
-                limits: Optional[dict] = None, extra: str = "", log_level: str = "info") -> str:
+                limits: Optional[dict] = None, extra: str = "", log_level: str = "info",
+                server: Optional[dict] = None) -> str:
     """The test config of SERVERS.md. `limits` overrides or adds
-    limits_config keys; `extra` is YAML appended at the top level (sections
-    not otherwise written)."""
+    limits_config keys; `server` adds server keys (such as
+    grpc_server_max_recv_msg_size, 4 MiB by default: the largest push the
+    distributor can hand to the ingester); `extra` is YAML appended at the
+    top level (sections not otherwise written)."""
     lim = dict(DEFAULT_LIMITS)
     lim.update(limits or {})
     cfg = {
@@ -148,6 +151,10 @@ def loki_config(*, http_port: int, grpc_port: int, data_dir: str,
             "grpc_listen_address": HOST,
             "grpc_listen_port": grpc_port,
             "log_level": log_level,
+            # a stop waits this long at most for requests still open (a push
+            # caught by the shutdown); dskit's default is 30 s
+            "graceful_shutdown_timeout": "5s",
+            **(server or {}),
         },
         "common": {
             "path_prefix": data_dir,
@@ -190,7 +197,7 @@ class LokiServer:
 
     def __init__(self, binary: str, workdir: str, *, name: str = "loki",
                  limits: Optional[dict] = None, extra: str = "", log_level: str = "info",
-                 ready_timeout: float = 60.0):
+                 server: Optional[dict] = None, ready_timeout: float = 60.0):
         self.binary = binary
         self.workdir = os.path.abspath(workdir)
         self.name = name
@@ -208,7 +215,7 @@ class LokiServer:
         with open(self.config_path, "w") as f:
             f.write(loki_config(http_port=self.http_port, grpc_port=self.grpc_port,
                                 data_dir=self.data_dir, limits=limits, extra=extra,
-                                log_level=log_level))
+                                log_level=log_level, server=server))
 
     @property
     def url(self) -> str:
@@ -365,13 +372,16 @@ class LokiServer:
 
     def query_range(self, query: str, start_ns: int, end_ns: int, limit: Optional[int] = None,
                     direction: str = "forward", categorize_labels: bool = True,
-                    timeout: float = 30.0) -> list[LokiEntry]:
+                    timeout: float = 30.0, page_size: int = 0) -> list[LokiEntry]:
         """Every entry of a log query in [start_ns, end_ns) (Loki's own
         bounds), in time order of `direction`; with limit, at most that many.
         Pages by time past Loki's 5000 a query: the next page starts at the
         last timestamp seen, and the entries at that timestamp already
         returned are skipped (so nothing is returned twice; more than 5000
-        entries with one timestamp cannot be paged and raise)."""
+        entries with one timestamp cannot be paged and raise). page_size
+        (default Loki's most, 5000) keeps pages of huge lines under the 4 MiB
+        a querier takes from an ingester in one message."""
+        page_size = page_size or LOKI_MAX_LIMIT
         assert direction in ("forward", "backward")
         forward = direction == "forward"
         headers = {"X-Loki-Response-Encoding-Flags": "categorize-labels"} if categorize_labels else {}
@@ -380,7 +390,7 @@ class LokiServer:
         at_edge: set = set()  # keys of the entries already returned at the page edge timestamp
         while lo < hi and (limit is None or len(out) < limit):
             data = self.get_json("/loki/api/v1/query_range", {
-                "query": query, "start": str(lo), "end": str(hi), "limit": str(LOKI_MAX_LIMIT),
+                "query": query, "start": str(lo), "end": str(hi), "limit": str(page_size),
                 "direction": direction}, headers=headers, timeout=timeout)["data"]
             if data.get("resultType") != "streams":
                 raise AssertionError("query_range %r: not a log query (resultType %r)"
@@ -388,12 +398,12 @@ class LokiServer:
             page = _entries(data)
             page.sort(key=lambda e: e.ts, reverse=not forward)
             out.extend(e for e in page if e.key() not in at_edge)
-            if len(page) < LOKI_MAX_LIMIT:
+            if len(page) < page_size:
                 break  # the range is exhausted
             edge = page[-1].ts
             if edge == (lo if forward else hi - 1):
                 raise AssertionError("query_range %r: %d or more entries at timestamp %d; "
-                                     "cannot page by time" % (query, LOKI_MAX_LIMIT, edge))
+                                     "cannot page by time" % (query, page_size, edge))
             # Loki's range is [start, end): the next page includes `edge` again
             at_edge = {e.key() for e in page if e.ts == edge}
             if forward:
@@ -493,7 +503,7 @@ _REPORTS_PLUGIN = "drover-e2e-loki-reports"
 
 @pytest.fixture
 def start_loki(request, loki_bin, tmp_path):
-    """start_loki(name=..., limits={...}, extra="...", start=True) -> LokiServer
+    """start_loki(name=..., limits={...}, server={...}, extra="...", start=True) -> LokiServer
     (started and ready unless start=False). All are stopped at teardown."""
     pm = request.config.pluginmanager
     if not pm.has_plugin(_REPORTS_PLUGIN):

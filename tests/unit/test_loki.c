@@ -222,6 +222,7 @@ static void default_layout(test_layout *t, loki_format fmt)
     t->lay.node = "node-1";
     t->lay.format = fmt;
     t->lay.max_line_bytes = 1024;
+    t->lay.max_request_bytes = 1 << 20;
 }
 
 static void free_layout(test_layout *t)
@@ -344,6 +345,20 @@ void test_loki_long_lines(void)
     CHECK_STR(g[2].line, "short");
     CHECK_INT(stats.split, 1);
     loki_requests_free(reqs, n);
+
+    /* pieces spread over requests of bounded size, in order */
+    t.lay.max_request_bytes = 140;
+    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(n, 2);
+    CHECK_INT(decode_push(&reqs[0].body, g, 8), 2);
+    CHECK_STR(g[0].line, "\xc3\xa9\xc3\xa9\xc3\xa9");
+    CHECK_STR(g[1].line, "\xc3\xa9\xc3\xa9x");
+    CHECK_INT(decode_push(&reqs[1].body, g, 8), 1);
+    CHECK_STR(g[0].line, "short");
+    CHECK_INT(reqs[0].records, 1);
+    CHECK_INT(reqs[0].entries, 2);
+    loki_requests_free(reqs, n);
+    t.lay.max_request_bytes = 1 << 20;
 
     t.lay.too_long = LOKI_TOO_LONG_TRUNCATE;
     CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);

@@ -570,11 +570,12 @@ int tail_file_read_once(tail_file *f)
         return 0;
     }
     f->at_eof = false;
-    dr_chunk *c = dr_chunk_new(st->inst, 0);
+    bool adopt = (size_t)n > cap / 2;
+    dr_chunk *c = dr_chunk_new(st->inst, adopt ? 0 : (size_t)n);
     if (!c)
         return DR_ENOMEM;
     char *data;
-    if ((size_t)n > cap / 2) {
+    if (adopt) {
         /* the chunk takes the read buffer; we take a new one */
         char *fresh = malloc(cap);
         if (!fresh) {
@@ -582,7 +583,7 @@ int tail_file_read_once(tail_file *f)
             return DR_ENOMEM;
         }
         data = st->buf;
-        dr_chunk_adopt(c, data);
+        dr_chunk_adopt(c, data, cap);
         st->buf = fresh;
     } else {
         data = dr_chunk_alloc(c, (size_t)n);

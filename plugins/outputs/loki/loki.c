@@ -97,7 +97,7 @@ typedef struct loki_batch {
     dr_instance *inst;
     dr_flush *flush;
     loki_request *reqs;
-    size_t nreqs, pending;
+    size_t nreqs;
     loki_build_stats stats;
     bool retry;
     int64_t retry_after_ms;  /* largest Retry-After among the failures */
@@ -190,6 +190,7 @@ static int make_layout(dr_instance *inst, loki_layout *lay, dr_error *err)
     lay->line_format = conf->line_format == 1 ? LOKI_LINE_JSON : LOKI_LINE_MESSAGE;
     lay->max_line_bytes = conf->max_line_bytes;
     lay->too_long = (loki_too_long)conf->line_too_long;
+    lay->max_request_bytes = conf->batch_max_bytes;
     return 0;
 }
 
@@ -260,6 +261,8 @@ static void finish_batch(loki_batch *b)
     free(b);
 }
 
+static void send_from(loki_batch *b, size_t i);
+
 /* A request Loki refused (4xx other than 429): its entries are dropped,
  * by the reasons of a 400 answer, or all of them. Counted as records,
  * which a split record's pieces may overstate; never more than it held. */
@@ -300,7 +303,8 @@ static void on_push_done(void *ctx, const dr_http_response *r)
     loki_batch *b = s->batch;
     dr_instance *inst = b->inst;
     loki_state *st = inst->state;
-    loki_request *req = &b->reqs[s->index];
+    size_t s_index = s->index;
+    loki_request *req = &b->reqs[s_index];
     char snippet[201];
     free(s);
     dr_http_stats_answer(&st->stats, r->status);
@@ -319,8 +323,7 @@ static void on_push_done(void *ctx, const dr_http_response *r)
         note_refusal(b, req, r);
         break;
     }
-    if (--b->pending == 0)
-        finish_batch(b);
+    send_from(b, s_index + 1);
 }
 
 /* Sends request i of the batch. Returns 0, or a negative code when it
@@ -366,6 +369,21 @@ static int send_request(loki_batch *b, size_t i)
     return 0;
 }
 
+/* Sends the batch's requests one after the other, from request i on: a
+ * stream cut across two requests stays in order. The batch ends after the
+ * last, or at the first that must be retried. */
+static void send_from(loki_batch *b, size_t i)
+{
+    if (b->retry || i >= b->nreqs) {
+        finish_batch(b);
+        return;
+    }
+    if (send_request(b, i) < 0) {
+        b->retry = true;
+        finish_batch(b);
+    }
+}
+
 static void loki_flush(dr_instance *inst, dr_flush *f)
 {
     loki_state *st = inst->state;
@@ -395,17 +413,7 @@ static void loki_flush(dr_instance *inst, dr_flush *f)
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }
-    /* One more than the requests, so that an answer arriving while the
-     * later ones are still being started cannot finish the batch. */
-    b->pending = b->nreqs + 1;
-    for (size_t i = 0; i < b->nreqs; i++) {
-        if (send_request(b, i) < 0) {
-            b->retry = true;
-            b->pending--;
-        }
-    }
-    if (--b->pending == 0)
-        finish_batch(b);
+    send_from(b, 0);
 }
 
 static void loki_stop(dr_instance *inst)

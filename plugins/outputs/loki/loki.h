@@ -60,6 +60,7 @@ typedef struct loki_layout {
     loki_line_format line_format;
     size_t max_line_bytes;
     loki_too_long too_long;
+    size_t max_request_bytes; /* lines per request; a longer batch is cut in several */
 } loki_layout;
 
 /* Parses one `labels` / `structured_metadata` entry: "field" or
@@ -89,9 +90,11 @@ typedef struct loki_build_stats {
     uint64_t too_long;     /* records dropped for their length */
 } loki_build_stats;
 
-/* Builds the requests for the chunks of a batch. On success *reqs holds
- * *nreqs requests (possibly 0 when every record was dropped); free them
- * with loki_requests_free. Returns 0 or DR_ENOMEM / DR_ERR. */
+/* Builds the requests for the chunks of a batch: one per tenant, or more
+ * when the lines pass max_request_bytes (to be sent one after the other,
+ * which keeps each stream in order). On success *reqs holds *nreqs
+ * requests (possibly 0 when every record was dropped); free them with
+ * loki_requests_free. Returns 0 or DR_ENOMEM / DR_ERR. */
 int loki_build(const loki_layout *lay, const dr_chunk *const *chunks, size_t nchunks,
                loki_request **reqs, size_t *nreqs, loki_build_stats *stats);
 void loki_requests_free(loki_request *reqs, size_t n);

@@ -182,6 +182,7 @@ typedef struct span {
 } span;
 
 typedef struct entry {
+    uint32_t tenant;
     uint32_t stream;
     uint32_t seq; /* arrival order, to keep the sort stable */
     int64_t ts;
@@ -196,9 +197,8 @@ typedef struct entry {
 
 typedef struct stream {
     uint32_t tenant;
-    span labels;           /* the selector, {a="x", b="y"} */
-    span key;              /* tenant and selector: what identifies the stream */
-    uint32_t first, count; /* its entries, once sorted */
+    span labels; /* the selector, {a="x", b="y"} */
+    span key;    /* tenant and selector: what identifies the stream */
 } stream;
 
 typedef struct builder {
@@ -485,6 +485,7 @@ static int add_record(builder *b, uint32_t ci, const dr_record *r)
     if (s < 0)
         return DR_ENOMEM;
     e.stream = (uint32_t)s;
+    e.tenant = b->streams[s].tenant;
     if (make_line(b, ci, r, &e) < 0)
         return DR_ENOMEM;
     long meta = add_record_metadata(b, b->chunks[ci], r);
@@ -526,25 +527,18 @@ static int add_record(builder *b, uint32_t ci, const dr_record *r)
     return 0;
 }
 
+/* Tenant, then stream, then time, then arrival: each tenant's entries in
+ * one run, each stream's in one run inside it, in order. */
 static int cmp_entries(const void *pa, const void *pb)
 {
     const entry *a = pa, *b = pb;
+    if (a->tenant != b->tenant)
+        return a->tenant < b->tenant ? -1 : 1;
     if (a->stream != b->stream)
         return a->stream < b->stream ? -1 : 1;
     if (a->ts != b->ts)
         return a->ts < b->ts ? -1 : 1;
     return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-/* Sorts the entries and notes where each stream's run starts. */
-static void group_entries(builder *b)
-{
-    qsort(b->entries, b->nentries, sizeof *b->entries, cmp_entries);
-    for (size_t i = 0; i < b->nentries; i++) {
-        stream *st = &b->streams[b->entries[i].stream];
-        if (st->count++ == 0)
-            st->first = (uint32_t)i;
-    }
 }
 
 /* ---- protobuf ------------------------------------------------------------------------ */
@@ -659,16 +653,21 @@ static void pb_entry(const builder *b, const entry *e, size_t i, pb_parts *p,
     p->entry_ptrs[i] = pe;
 }
 
-static int encode_protobuf(builder *b, uint32_t tenant, size_t nchunks, dr_buf *out, size_t *raw)
+/* The entries [from, to) (one tenant's, sorted) as a snappy-compressed
+ * PushRequest: one Stream message per run of a stream. */
+static int encode_protobuf(builder *b, size_t from, size_t to, size_t nchunks, dr_buf *out,
+                           size_t *raw)
 {
     const loki_layout *lay = b->lay;
-    size_t npairs =
-        lay->metadata_per_record ? b->nentries * lay->nmetadata : nchunks * lay->nmetadata;
+    size_t n = to - from;
+    size_t npairs = lay->metadata_per_record ? n * lay->nmetadata : nchunks * lay->nmetadata;
     pb_parts p = {0};
     size_t *chunk_first = calloc(nchunks + 1, sizeof *chunk_first);
     size_t *chunk_n = calloc(nchunks + 1, sizeof *chunk_n);
+    /* protobuf-c wants the selectors NUL-terminated: copies, freed below */
+    char **labels = calloc(b->nstreams + 1, sizeof *labels);
     int rc = DR_ENOMEM;
-    if (!chunk_first || !chunk_n || pb_parts_alloc(&p, b->nstreams, b->nentries, npairs) < 0)
+    if (!chunk_first || !chunk_n || !labels || pb_parts_alloc(&p, b->nstreams, n, npairs) < 0)
         goto out;
     size_t next_pair = 0;
     if (!lay->metadata_per_record) {
@@ -678,27 +677,25 @@ static int encode_protobuf(builder *b, uint32_t tenant, size_t nchunks, dr_buf *
             next_pair += chunk_n[c];
         }
     }
-    /* protobuf-c wants the selectors NUL-terminated: copies, freed below */
-    char **labels = calloc(b->nstreams + 1, sizeof *labels);
-    if (!labels)
-        goto out;
     Drover__Loki__PushRequest req = DROVER__LOKI__PUSH_REQUEST__INIT;
     req.streams = p.stream_ptrs;
-    for (size_t s = 0; s < b->nstreams; s++) {
-        const stream *st = &b->streams[s];
-        if (st->tenant != tenant || st->count == 0)
-            continue;
-        labels[s] = strndup(text_at(b, st->labels), st->labels.len);
-        if (!labels[s])
-            goto free_labels;
-        Drover__Loki__Stream *ps = &p.streams[req.n_streams];
-        drover__loki__stream__init(ps);
-        ps->labels = labels[s];
-        ps->entries = &p.entry_ptrs[st->first];
-        ps->n_entries = st->count;
-        for (size_t i = st->first; i < st->first + st->count; i++)
-            pb_entry(b, &b->entries[i], i, &p, chunk_first, chunk_n, &next_pair);
-        p.stream_ptrs[req.n_streams++] = ps;
+    Drover__Loki__Stream *ps = NULL;
+    for (size_t i = from; i < to; i++) {
+        const entry *e = &b->entries[i];
+        if (i == from || e->stream != b->entries[i - 1].stream) {
+            const stream *st = &b->streams[e->stream];
+            char *sel = strndup(text_at(b, st->labels), st->labels.len);
+            if (!sel)
+                goto out;
+            labels[req.n_streams] = sel;
+            ps = &p.streams[req.n_streams];
+            drover__loki__stream__init(ps);
+            ps->labels = sel;
+            ps->entries = &p.entry_ptrs[i - from];
+            p.stream_ptrs[req.n_streams++] = ps;
+        }
+        pb_entry(b, e, i - from, &p, chunk_first, chunk_n, &next_pair);
+        ps->n_entries++;
     }
     size_t size = drover__loki__push_request__get_packed_size(&req);
     uint8_t *packed = malloc(size ? size : 1);
@@ -708,11 +705,10 @@ static int encode_protobuf(builder *b, uint32_t tenant, size_t nchunks, dr_buf *
         rc = dr_compress_snappy(packed, size, out);
         free(packed);
     }
-free_labels:
-    for (size_t s = 0; s < b->nstreams; s++)
+out:
+    for (size_t s = 0; labels && s < b->nstreams; s++)
         free(labels[s]);
     free(labels);
-out:
     free(chunk_first);
     free(chunk_n);
     pb_parts_free(&p);
@@ -721,13 +717,12 @@ out:
 
 /* ---- JSON ------------------------------------------------------------------------------ */
 
-/* {"a":"x","b":"y"} from the label set of the stream's first entry: the
- * values are taken again from the record rather than parsed back out of
- * the selector. */
-static void json_stream_labels(builder *b, const stream *st, dr_buf *o)
+/* {"a":"x","b":"y"} from the label set of a stream's entry: the values are
+ * taken again from the record rather than parsed back out of the
+ * selector. */
+static void json_stream_labels(builder *b, const entry *e, dr_buf *o)
 {
     const loki_layout *lay = b->lay;
-    const entry *e = &b->entries[st->first];
     dr_buf_putc(o, '{');
     bool first = true;
     for (size_t i = 0; i < lay->nlabels; i++) {
@@ -769,30 +764,27 @@ static void json_entry_metadata(builder *b, const entry *e, dr_buf *o)
         dr_buf_putc(o, '}');
 }
 
-static int encode_json(builder *b, uint32_t tenant, dr_buf *out, size_t *raw)
+/* The entries [from, to) (one tenant's, sorted) as a push request in
+ * JSON, gzipped if asked: one stream object per run of a stream. */
+static int encode_json(builder *b, size_t from, size_t to, dr_buf *out, size_t *raw)
 {
     dr_buf o = {0};
     dr_buf_puts(&o, "{\"streams\":[");
-    bool first_stream = true;
-    for (size_t s = 0; s < b->nstreams; s++) {
-        const stream *st = &b->streams[s];
-        if (st->tenant != tenant || st->count == 0)
-            continue;
-        dr_buf_puts(&o, first_stream ? "{\"stream\":" : ",{\"stream\":");
-        first_stream = false;
-        json_stream_labels(b, st, &o);
-        dr_buf_puts(&o, ",\"values\":[");
-        for (size_t i = st->first; i < st->first + st->count; i++) {
-            const entry *e = &b->entries[i];
-            dr_buf_printf(&o, "%s[\"%lld\",", i == st->first ? "" : ",", (long long)e->ts);
-            /* the line is valid UTF-8 by now: only escaping happens here */
-            dr_json_string(&o, e->in_text ? text_at(b, e->text) : e->line, e->len);
-            json_entry_metadata(b, e, &o);
-            dr_buf_putc(&o, ']');
+    for (size_t i = from; i < to; i++) {
+        const entry *e = &b->entries[i];
+        bool starts = i == from || e->stream != b->entries[i - 1].stream;
+        if (starts) {
+            dr_buf_puts(&o, i == from ? "{\"stream\":" : "]},{\"stream\":");
+            json_stream_labels(b, e, &o);
+            dr_buf_puts(&o, ",\"values\":[");
         }
-        dr_buf_puts(&o, "]}");
+        dr_buf_printf(&o, "%s[\"%lld\",", starts ? "" : ",", (long long)e->ts);
+        /* the line is valid UTF-8 by now: only escaping happens here */
+        dr_json_string(&o, e->in_text ? text_at(b, e->text) : e->line, e->len);
+        json_entry_metadata(b, e, &o);
+        dr_buf_putc(&o, ']');
     }
-    int rc = dr_buf_puts(&o, "]}");
+    int rc = dr_buf_puts(&o, to > from ? "]}]}" : "]}");
     if (rc == 0) {
         *raw = o.len;
         rc = dr_compress(b->lay->gzip ? DR_COMPRESS_GZIP : DR_COMPRESS_NONE, o.p, o.len, out);
@@ -840,22 +832,29 @@ static int collect_entries(builder *b, size_t nchunks)
     return 0;
 }
 
-/* Records (not pieces) per tenant, for the request's accounting. */
-static void count_tenant(const builder *b, uint32_t tenant, loki_request *r)
+/* Where the request that starts at entry `from` ends: at the tenant's end,
+ * or before the entry that would take its lines past max_request_bytes
+ * (Loki hands a push to its ingesters in one message of bounded size, 4
+ * MiB by default, so a record split in many pieces must not go in one). */
+static size_t request_end(const builder *b, size_t from)
 {
-    const entry *prev = NULL;
-    for (size_t s = 0; s < b->nstreams; s++) {
-        const stream *st = &b->streams[s];
-        if (st->tenant != tenant)
-            continue;
-        for (size_t i = st->first; i < st->first + st->count; i++) {
-            const entry *e = &b->entries[i];
-            r->entries++;
-            if (!prev || prev->rec != e->rec)
-                r->records++;
-            prev = e;
-        }
+    size_t bytes = 0, i = from;
+    for (; i < b->nentries && b->entries[i].tenant == b->entries[from].tenant; i++) {
+        size_t cost = b->entries[i].len + 64; /* timestamp, metadata, framing */
+        if (i > from && bytes + cost > b->lay->max_request_bytes)
+            break;
+        bytes += cost;
     }
+    return i;
+}
+
+/* Entries and records (pieces of one record count once) of a request. */
+static void count_request(const builder *b, size_t from, size_t to, loki_request *r)
+{
+    r->entries = to - from;
+    for (size_t i = from; i < to; i++)
+        if (i == from || b->entries[i].rec != b->entries[i - 1].rec)
+            r->records++;
 }
 
 int loki_build(const loki_layout *lay, const dr_chunk *const *chunks, size_t nchunks,
@@ -869,30 +868,26 @@ int loki_build(const loki_layout *lay, const dr_chunk *const *chunks, size_t nch
     b.chunk_streams = calloc(nchunks + 1, sizeof *b.chunk_streams);
     if (!b.chunk_streams || collect_entries(&b, nchunks) < 0)
         goto out;
-    group_entries(&b);
-    loki_request *out = calloc(b.ntenants + 1, sizeof *out);
+    qsort(b.entries, b.nentries, sizeof *b.entries, cmp_entries);
+    /* at most one request per entry; usually one per tenant */
+    loki_request *out = calloc(b.nentries + 1, sizeof *out);
     if (!out)
         goto out;
     size_t n = 0;
-    for (uint32_t t = 0; t < b.ntenants; t++) {
-        loki_request *r = &out[n];
-        count_tenant(&b, t, r);
-        if (r->entries == 0)
-            continue;
-        n++;
-        if (b.tenants[t].len) {
-            r->tenant = strndup(text_at(&b, b.tenants[t]), b.tenants[t].len);
-            if (!r->tenant)
-                break;
-        }
-        rc = lay->format == LOKI_FORMAT_PROTOBUF
-                 ? encode_protobuf(&b, t, nchunks, &r->body, &r->raw_bytes)
-                 : encode_json(&b, t, &r->body, &r->raw_bytes);
-        if (rc < 0)
-            break;
+    rc = 0;
+    for (size_t from = 0; from < b.nentries && rc == 0;) {
+        size_t to = request_end(&b, from);
+        loki_request *r = &out[n++];
+        count_request(&b, from, to, r);
+        span t = b.tenants[b.entries[from].tenant];
+        if (t.len && !(r->tenant = strndup(text_at(&b, t), t.len)))
+            rc = DR_ENOMEM;
+        if (rc == 0)
+            rc = lay->format == LOKI_FORMAT_PROTOBUF
+                     ? encode_protobuf(&b, from, to, nchunks, &r->body, &r->raw_bytes)
+                     : encode_json(&b, from, to, &r->body, &r->raw_bytes);
+        from = to;
     }
-    if (b.ntenants == 0)
-        rc = 0;
     if (rc < 0) {
         loki_requests_free(out, n);
         goto out;

@@ -1,7 +1,8 @@
 # Agent profile for drover, sourced by the log benchmark harness's
 # run_matrix.sh (bash). Build drover with `zig build -Doptimize=ReleaseFast`
-# and point DROVER at the binary:
-#   DROVER=zig-out/bin/drover ../shared/bench/logs/run_matrix.sh bench/logs/agents/drover
+# and point DROVER at the binary. Use our copy of the harness
+# (bench/logs/harness: its sink also counts Loki protobuf + snappy):
+#   DROVER=zig-out/bin/drover bench/logs/harness/run_matrix.sh bench/logs/agents/drover
 : "${DROVER:?set DROVER to the drover binary}"
 AGENT_NAME=drover
 AGENT_VERSION="$("$DROVER" --version 2>/dev/null | head -1)"
@@ -10,7 +11,7 @@ AGENT_VERSION="$("$DROVER" --version 2>/dev/null | head -1)"
 # exec keeps drover itself the measured process.
 AGENT_CMD="bash -c 'if head -1 \"\$1\" | grep -q oneshot; then exec \"\$0\" --oneshot -c \"\$1\"; else exec \"\$0\" -c \"\$1\"; fi' $DROVER {{CONFIG}}"
 
-SCENARIOS="null null_poll"
+SCENARIOS="null null_poll loki loki_json http"
 
 # tail -> null; --oneshot: the process exits once everything is read and
 # delivered (its checkpoints saved), so wall time includes the shutdown.
@@ -22,6 +23,20 @@ CONFIG_null_poll=null-poll.yaml
 DONE_null_poll=poll
 POLL_PROM_null_poll="http://127.0.0.1:{{METRICS_PORT}}/metrics drover_output_records_total name=out"
 
-# Idle: the 51 empty files of the idle tree, watched, no traffic. (tail ->
-# null until the Kubernetes metadata filter and the Loki output exist.)
+# tail -> loki output, protobuf + snappy (the default) -> sink.py; completion:
+# the sink counted every record (and every long one), then SIGTERM.
+CONFIG_loki=loki.yaml
+DONE_loki=sink
+
+# the same with format: json (uncompressed), as Fluent Bit's loki output sends
+CONFIG_loki_json=loki-json.yaml
+DONE_loki_json=sink
+
+# tail -> http output, NDJSON, uncompressed -> sink.py /ingest
+CONFIG_http=http.yaml
+DONE_http=sink
+
+# Idle: the 51 empty files of the idle tree, watched, no traffic; tail ->
+# loki, with the sink started to stand in for Loki.
 IDLE_CONFIG=idle.yaml
+IDLE_SINK=1
