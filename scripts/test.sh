@@ -36,6 +36,9 @@ for p in $(./zig-out/bin/drover --describe all); do
   fi
 done
 
+echo "== the benchmark sink's own tests"
+python3 -m pytest -q -p no:cacheprovider bench/logs/harness/test_sink.py
+
 echo "== example configurations are valid"
 for f in conf.d/*.yaml conf.d/examples/*.yaml; do
   ./zig-out/bin/drover --check-config -c "$f"

@@ -39,14 +39,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SINK = os.path.join(HERE, "harness", "sink.py")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.join(HERE, "harness"))
+from run_bench import free_port  # noqa: E402  (the harness's own)
 
 
 def rss_kib(pid):
