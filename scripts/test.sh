@@ -52,5 +52,6 @@ echo "== end-to-end"
 # Real servers the end-to-end tests run against, built once and cached
 # outside the checkout (scripts/servers/).
 LOKI_BIN=$(bash scripts/servers/loki.sh)
-export LOKI_BIN
+KUBE_BIN_DIR=$(bash scripts/servers/kube.sh)
+export LOKI_BIN KUBE_BIN_DIR
 python3 -m pytest -q tests/e2e
