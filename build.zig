@@ -22,9 +22,14 @@ const core_sources = [_][]const u8{
     "src/http_client.c",
     "src/http_server.c",
     "src/json.c",
+    "src/jsonp.c",
     "src/log.c",
     "src/metrics.c",
     "src/registry.c",
+    "src/record.c",
+    "src/kube_meta.c",
+    "src/kube.c",
+    "src/regex.c",
 };
 
 // In-tree plugins (registered in src/registry.c).
@@ -43,6 +48,25 @@ const plugin_sources = [_][]const u8{
     "plugins/outputs/http/body.c",
     "plugins/outputs/loki/loki.c",
     "plugins/outputs/loki/loki_request.c",
+    "plugins/filters/kubernetes/kubernetes.c",
+    "plugins/filters/kubernetes/pods.c",
+    "plugins/filters/namespaces/namespaces.c",
+    "plugins/filters/keys.c",
+    "plugins/filters/grep/grep.c",
+    "plugins/filters/modify/modify.c",
+    "plugins/filters/modify/lift.c",
+    "plugins/filters/parse/parse.c",
+    "plugins/filters/parse/parse_record.c",
+    "plugins/filters/parse/logfmt.c",
+    "plugins/filters/parse/timefmt.c",
+    "plugins/filters/redact/redact.c",
+    "plugins/filters/sample/sample.c",
+    "plugins/filters/throttle/throttle.c",
+    "plugins/filters/throttle/bucket.c",
+    "plugins/filters/throttle/groups.c",
+    "plugins/filters/multiline/multiline.c",
+    "plugins/filters/multiline/detect.c",
+    "plugins/filters/route/route.c",
 };
 
 const unit_test_sources = [_][]const u8{
@@ -54,15 +78,28 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_checkpoint.c",
     "tests/unit/test_metrics.c",
     "tests/unit/test_json.c",
+    "tests/unit/test_jsonp.c",
+    "tests/unit/test_kube.c",
     "tests/unit/test_sanitizer.c",
     "tests/unit/test_tail.c",
     "tests/unit/test_http_client.c",
     "tests/unit/test_loki.c",
     "tests/unit/test_compress.c",
     "tests/unit/test_http_output.c",
+    "tests/unit/filter_harness.c",
+    "tests/unit/test_regex.c",
+    "tests/unit/test_grep.c",
+    "tests/unit/test_modify.c",
+    "tests/unit/test_parse.c",
+    "tests/unit/test_redact.c",
+    "tests/unit/test_sample.c",
+    "tests/unit/test_throttle.c",
+    "tests/unit/test_multiline.c",
+    "tests/unit/test_route.c",
+    "tests/unit/test_dynamic_filters.c",
 };
 
-const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c" };
+const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
 
 // Our own .proto files; protoc-c turns each into <name>.pb-c.[ch] at build
 // time, and the generated headers are on the include path.

@@ -7,6 +7,11 @@
  *   selects the input) --> one queue entry (dr_flush) per routed output
  *   --dispatch--> plugin flush --dr_output_done--> release
  *
+ * A filter may also make chunks of its own (the multiline filter emits a
+ * group of lines it held back): dr_filter_emit sends such a chunk down the
+ * same pipeline, from the filter after it. A filter that holds a reference
+ * to a chunk delays that chunk's acknowledgement until it lets go.
+ *
  * The chunk holds one reference per queue entry; when the last output is
  * done with it, its acknowledgement runs and the input may move its
  * checkpoint past it. Nothing is acknowledged early, so a crash at any point
@@ -45,6 +50,7 @@ typedef struct common_conf {
     int64_t retry_min_ms;
     int64_t retry_max_ms;
     int64_t max_inflight;
+    bool offer_to_namespaces;
 } common_conf;
 
 /* One chunk in an output's queue: waiting, or in flight as part of a batch.
@@ -109,6 +115,10 @@ struct dr_node {
     dr_node **filters; /* filters applied to this input, in order */
     size_t nfilters;
     bool waiting; /* may_emit said no; resume when room frees */
+    /* filters made at run time (dr_agent_filter_new): who continues what
+     * they emit */
+    dr_filter_emit_hook emit_hook;
+    void *emit_ctx;
     bool drained;
     /* outputs */
     dr_output_rt out;
@@ -128,10 +138,13 @@ struct dr_agent {
     bool pump_active;
     uv_timer_t grace_timer;
     uv_timer_t oneshot_timer;
+    uv_timer_t startup_timer; /* inputs wait until every filter is ready */
     int handles_open;
-    dr_agent_cb finished_cb, shutdown_cb;
-    void *finished_ctx, *shutdown_ctx;
+    dr_agent_cb finished_cb, shutdown_cb, failed_cb;
+    void *finished_ctx, *shutdown_ctx, *failed_ctx;
     dr_counter *dropped_no_route;
+    dr_output_rt *route_targets[64]; /* outputs route filters may send to */
+    size_t nroute_targets;
 };
 
 static dr_node *node_of(dr_instance *inst)
@@ -201,13 +214,24 @@ const dr_option dr_common_output_options[] = {
     {"retry_max", DR_OPT_DURATION, offsetof(common_conf, retry_max_ms), "60s", 0, NULL, 1, 86400000,
      "Longest wait between retries. Each wait is drawn at random up to the current "
      "bound (full jitter)."},
+    {"offer_to_namespaces", DR_OPT_BOOL, offsetof(common_conf, offer_to_namespaces), "false", 0,
+     NULL, 0, 0,
+     "Let the rules namespaces own (the namespaces filter) route records to this output by "
+     "name. They still cannot see its URL, credentials or any other option."},
     {0},
 };
 
 static const char *const common_input_keys[] = {"name", "type", NULL};
 static const char *const common_filter_keys[] = {"name", "type", "match", NULL};
-static const char *const common_output_keys[] = {
-    "name", "type", "match", "queue_max_bytes", "max_inflight", "retry_min", "retry_max", NULL};
+static const char *const common_output_keys[] = {"name",
+                                                 "type",
+                                                 "match",
+                                                 "queue_max_bytes",
+                                                 "max_inflight",
+                                                 "retry_min",
+                                                 "retry_max",
+                                                 "offer_to_namespaces",
+                                                 NULL};
 
 /* ---- self-metrics helpers ------------------------------------------------------ */
 
@@ -340,16 +364,49 @@ static void pump_start(dr_agent *a);
 bool dr_input_may_emit(const dr_instance *input)
 {
     dr_node *in = node_of((dr_instance *)input);
-    if (in->inst.agent->shutting_down)
+    dr_agent *a = in->inst.agent;
+    if (a->shutting_down)
         return false;
-    for (size_t i = 0; i < in->nroutes; i++) {
-        dr_output_rt *o = in->routes[i];
+    for (size_t i = 0; i < in->nroutes + a->nroute_targets; i++) {
+        dr_output_rt *o = i < in->nroutes ? in->routes[i] : a->route_targets[i - in->nroutes];
         if (o->queued_bytes >= o->queue_max_bytes) {
             in->waiting = true;
             return false;
         }
     }
     return true;
+}
+
+static dr_node *output_named(dr_agent *a, const char *name)
+{
+    for (size_t i = 0; i < a->nnodes; i++)
+        if (a->nodes[i]->kind == DR_OUTPUT && strcmp(a->nodes[i]->inst.name, name) == 0)
+            return a->nodes[i];
+    return NULL;
+}
+
+dr_instance *dr_agent_output(dr_agent *a, const char *name)
+{
+    dr_node *n = output_named(a, name);
+    return n ? &n->inst : NULL;
+}
+
+bool dr_output_offered(const dr_instance *output)
+{
+    const dr_node *n = (const dr_node *)output;
+    return n->kind == DR_OUTPUT && n->common.offer_to_namespaces;
+}
+
+void dr_agent_route_target(dr_agent *a, dr_instance *output)
+{
+    dr_node *n = node_of(output);
+    if (n->kind != DR_OUTPUT)
+        return;
+    for (size_t i = 0; i < a->nroute_targets; i++)
+        if (a->route_targets[i] == &n->out)
+            return;
+    if (a->nroute_targets < sizeof a->route_targets / sizeof a->route_targets[0])
+        a->route_targets[a->nroute_targets++] = &n->out;
 }
 
 static void enqueue(dr_output_rt *o, dr_chunk *c, size_t bytes)
@@ -390,27 +447,91 @@ static void count_live_records(const dr_chunk *c, uint64_t *recs, uint64_t *byte
     }
 }
 
+/* The outputs a chunk goes to: the input's, a route filter's, or both. */
+static void enqueue_routes(dr_node *in, dr_chunk *c)
+{
+    bool keep_default = c->nroute == 0 || c->route_keep_default;
+    size_t sent = 0;
+    if (keep_default) {
+        for (size_t i = 0; i < in->nroutes; i++)
+            enqueue(in->routes[i], c, c->bytes);
+        sent = in->nroutes;
+    }
+    for (uint8_t i = 0; i < c->nroute; i++) {
+        dr_output_rt *o = &node_of(c->route[i])->out;
+        bool dup = false;
+        for (size_t j = 0; keep_default && j < in->nroutes && !dup; j++)
+            dup = in->routes[j] == o;
+        if (!dup) {
+            enqueue(o, c, c->bytes);
+            sent++;
+        }
+    }
+    if (sent == 0) {
+        uint64_t recs, bytes;
+        count_live_records(c, &recs, &bytes);
+        dr_counter_add(in->inst.agent->dropped_no_route, recs);
+    }
+}
+
+/* The rest of a chunk's way through the pipeline of its input `in`: the
+ * input's filters from `first_filter` on, then one queue entry per routed
+ * output. Takes over the caller's reference. Shared by an input's chunks
+ * (dr_input_emit, from the first filter) and the chunks a filter makes
+ * (dr_filter_emit, from the filter after it). */
+static void route_chunk(dr_node *in, dr_chunk *c, size_t first_filter)
+{
+    dr_agent *a = in->inst.agent;
+    for (size_t i = first_filter; i < in->nfilters; i++)
+        in->filters[i]->inst.plugin->filter(&in->filters[i]->inst, c);
+
+    enqueue_routes(in, c);
+    dr_chunk_release(c);
+    pump_start(a);
+}
+
 void dr_input_emit(dr_instance *input, dr_chunk *c)
 {
-    dr_node *in = node_of(input);
-    dr_agent *a = input->agent;
     c->input = input;
     c->bytes = dr_chunk_payload_bytes(c);
     dr_counter_add(input->records_in, c->nrecs);
     dr_counter_add(input->bytes_in, c->bytes);
+    route_chunk(node_of(input), c, 0);
+}
 
+/* The position after `filter` in the input's filter list; the end of the
+ * list when the filter does not take this input's records (then the chunk
+ * only goes to the outputs). */
+static size_t filter_after(const dr_node *in, const dr_instance *filter)
+{
     for (size_t i = 0; i < in->nfilters; i++)
-        in->filters[i]->inst.plugin->filter(&in->filters[i]->inst, c);
+        if (&in->filters[i]->inst == filter)
+            return i + 1;
+    return in->nfilters;
+}
 
-    if (in->nroutes == 0) {
-        uint64_t recs, bytes;
-        count_live_records(c, &recs, &bytes);
-        dr_counter_add(a->dropped_no_route, recs);
+void dr_filter_emit(dr_instance *filter, dr_chunk *c)
+{
+    dr_agent *a = filter->agent;
+    dr_node *fn = node_of(filter);
+    if (fn->emit_hook && a->running) {
+        /* a filter of a namespace's rules: its owner runs the rest */
+        c->bytes = dr_chunk_payload_bytes(c);
+        fn->emit_hook(fn->emit_ctx, filter, c);
+        return;
     }
-    for (size_t i = 0; i < in->nroutes; i++)
-        enqueue(in->routes[i], c, c->bytes);
-    dr_chunk_release(c);
-    pump_start(a);
+    dr_node *in = c->input ? node_of(c->input) : NULL;
+    if (!a->running || !in || in->kind != DR_INPUT) {
+        /* No pipeline to run (the agent has finished, or the chunk names
+         * no input): its records go back to their source, which reads
+         * them again after a restart. */
+        c->abandoned = true;
+        dr_chunk_release(c);
+        return;
+    }
+    /* The input counted these records when it read them: not again. */
+    c->bytes = dr_chunk_payload_bytes(c);
+    route_chunk(in, c, filter_after(in, filter));
 }
 
 static void maybe_finish(dr_agent *a);
@@ -819,6 +940,22 @@ static bool all_queues_empty(dr_agent *a)
     return true;
 }
 
+/* Filters let go of what they hold (emitting it with dr_filter_emit) and
+ * hold nothing from now on. In configuration order, so that what one
+ * filter lets go of still passes the filters after it before they stop in
+ * turn. */
+static void stop_filters(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_FILTER && n->started && !n->stopped) {
+            n->stopped = true;
+            if (n->inst.plugin->stop)
+                n->inst.plugin->stop(&n->inst);
+        }
+    }
+}
+
 /* Runs on a zero timer rather than inside the callback that made the
  * change, so that no plugin is stopped or destroyed while one of its own
  * callbacks is still on the stack. */
@@ -830,7 +967,13 @@ static void on_finish_check(uv_timer_t *t)
             finish_shutdown(a);
         return;
     }
-    if (a->finished_cb && all_inputs_drained(a) && all_queues_empty(a)) {
+    if (!a->finished_cb || !all_inputs_drained(a))
+        return;
+    /* Oneshot: nothing more will come, so what filters hold (a group of
+     * lines waiting for its next line) goes out now; the run finishes
+     * once that is delivered too. */
+    stop_filters(a);
+    if (all_queues_empty(a)) {
         dr_agent_cb cb = a->finished_cb;
         a->finished_cb = NULL;
         cb(a, a->finished_ctx);
@@ -954,7 +1097,9 @@ static void finish_shutdown(dr_agent *a)
     uv_timer_stop(&a->grace_timer);
     destroy_plugins(a);
     /* close the agent's own handles; shutdown_cb runs when all are closed */
-    a->handles_open = 3;
+    a->handles_open = 4;
+    uv_timer_stop(&a->startup_timer);
+    uv_close((uv_handle_t *)&a->startup_timer, on_handle_closed);
     uv_close((uv_handle_t *)&a->pump, on_handle_closed);
     uv_close((uv_handle_t *)&a->grace_timer, on_handle_closed);
     uv_close((uv_handle_t *)&a->oneshot_timer, on_handle_closed);
@@ -991,6 +1136,9 @@ void dr_agent_shutdown(dr_agent *a, dr_agent_cb cb, void *ctx)
                 n->inst.plugin->stop(&n->inst);
         }
     }
+    /* With the inputs quiet, what filters hold joins the queues and is
+     * delivered within the grace period like the rest. */
+    stop_filters(a);
     /* Retries wait no longer: one more attempt each, now. */
     for (size_t i = 0; i < a->nnodes; i++) {
         dr_node *n = a->nodes[i];
@@ -1248,7 +1396,8 @@ dr_agent *dr_agent_create(uv_loop_t *loop, dr_metrics *metrics, const char *conf
         dr_agent_free(a);
         return NULL;
     }
-    if (!a->conf.node_name) {
+    if (!a->conf.node_name || !a->conf.node_name[0]) {
+        free(a->conf.node_name);
         const char *env = getenv("NODE_NAME");
         char host[256] = "";
         if (!env || !*env) {
@@ -1271,6 +1420,54 @@ dr_agent *dr_agent_create(uv_loop_t *loop, dr_metrics *metrics, const char *conf
     return a;
 }
 
+static int start_kind(dr_agent *a, dr_plugin_kind kind)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind != kind || n->started)
+            continue;
+        if (n->inst.plugin->start && n->inst.plugin->start(&n->inst) < 0) {
+            dr_log(&n->inst, DR_LOG_ERROR, "failed to start", NULL);
+            return DR_ERR;
+        }
+        n->started = true;
+    }
+    return 0;
+}
+
+/* True when no filter asks the inputs to wait (the kubernetes filter does
+ * until its first list of pods is in, so that the first records already
+ * carry their metadata; each filter bounds that wait itself). */
+static bool filters_ready(dr_agent *a)
+{
+    for (size_t i = 0; i < a->nnodes; i++) {
+        dr_node *n = a->nodes[i];
+        if (n->kind == DR_FILTER && n->inst.plugin->ready && !n->inst.plugin->ready(&n->inst))
+            return false;
+    }
+    return true;
+}
+
+static void on_startup_check(uv_timer_t *t)
+{
+    dr_agent *a = t->data;
+    if (a->shutting_down || !a->running) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (!filters_ready(a))
+        return;
+    uv_timer_stop(t);
+    if (start_kind(a, DR_INPUT) < 0 && a->failed_cb)
+        a->failed_cb(a, a->failed_ctx);
+}
+
+void dr_agent_on_failed(dr_agent *a, dr_agent_cb cb, void *ctx)
+{
+    a->failed_cb = cb;
+    a->failed_ctx = ctx;
+}
+
 int dr_agent_start(dr_agent *a)
 {
     uv_idle_init(a->loop, &a->pump);
@@ -1288,22 +1485,20 @@ int dr_agent_start(dr_agent *a)
             n->out.batch_timer.data = &n->out;
         }
     }
+    uv_timer_init(a->loop, &a->startup_timer);
+    a->startup_timer.data = a;
     a->running = true;
     dr_metrics_add_hook(a->metrics, refresh_queue_gauges, a);
-    /* Outputs first, so that the first emitted chunk has somewhere to go. */
-    for (int pass = 0; pass < 3; pass++) {
-        dr_plugin_kind want = pass == 0 ? DR_OUTPUT : pass == 1 ? DR_FILTER : DR_INPUT;
-        for (size_t i = 0; i < a->nnodes; i++) {
-            dr_node *n = a->nodes[i];
-            if (n->kind != want)
-                continue;
-            if (n->inst.plugin->start && n->inst.plugin->start(&n->inst) < 0) {
-                dr_log(&n->inst, DR_LOG_ERROR, "failed to start", NULL);
-                return DR_ERR;
-            }
-            n->started = true;
-        }
+    /* Outputs first, so that the first emitted chunk has somewhere to go;
+     * inputs once the filters are ready (on_startup_check). */
+    for (int pass = 0; pass < 2; pass++) {
+        if (start_kind(a, pass == 0 ? DR_OUTPUT : DR_FILTER) < 0)
+            return DR_ERR;
     }
+    if (filters_ready(a))
+        return start_kind(a, DR_INPUT);
+    dr_log_core(DR_LOG_INFO, "inputs wait for the filters to be ready", NULL);
+    uv_timer_start(&a->startup_timer, on_startup_check, 20, 20);
     return 0;
 }
 
@@ -1323,4 +1518,61 @@ void dr_agent_free(dr_agent *a)
     dr_cfg_free_conf(dr_agent_options, &a->conf);
     dr_cfg_doc_free(a->doc);
     free(a);
+}
+
+/* ---- filters made at run time ------------------------------------------------------------ */
+
+dr_instance *dr_agent_filter_new(dr_agent *a, const dr_cfg_node *entry, const char *path,
+                                 const char *name, dr_filter_emit_hook hook, void *hook_ctx,
+                                 dr_cfg_errors *errs)
+{
+    size_t before = errs->n + errs->dropped;
+    if (dr_cfg_get(entry, "match")) {
+        char sub[256];
+        snprintf(sub, sizeof sub, "%s.match", path);
+        dr_cfg_error(errs, dr_cfg_get(entry, "match"), sub,
+                     "not allowed here: these rules apply to their own records only");
+        return NULL;
+    }
+    dr_node *n = node_from_config(a, DR_FILTER, entry, path, 0, errs);
+    if (!n)
+        return NULL;
+    if (errs->n + errs->dropped > before) {
+        node_free(n);
+        return NULL;
+    }
+    free(n->inst.name);
+    n->inst.name = strdup(name);
+    n->inst.oneshot = a->oneshot;
+    n->inst.restricted = true;
+    n->emit_hook = hook;
+    n->emit_ctx = hook_ctx;
+    dr_error err = {{0}};
+    if (!n->inst.name || (n->inst.plugin->init && n->inst.plugin->init(&n->inst, &err) < 0)) {
+        dr_cfg_error(errs, entry, path, "%s", err.msg[0] ? err.msg : "cannot be initialised");
+        if (n->inst.state && n->inst.plugin->destroy)
+            n->inst.plugin->destroy(&n->inst);
+        node_free(n);
+        return NULL;
+    }
+    if (n->inst.plugin->start && n->inst.plugin->start(&n->inst) < 0) {
+        dr_cfg_error(errs, entry, path, "cannot be started");
+        if (n->inst.state && n->inst.plugin->destroy)
+            n->inst.plugin->destroy(&n->inst);
+        node_free(n);
+        return NULL;
+    }
+    n->started = true;
+    return &n->inst;
+}
+
+void dr_agent_filter_free(dr_instance *inst)
+{
+    if (!inst)
+        return;
+    dr_node *n = node_of(inst);
+    if (inst->state && inst->plugin->destroy)
+        inst->plugin->destroy(inst);
+    inst->state = NULL;
+    node_free(n);
 }

@@ -13,10 +13,7 @@
 #include "drover/plugin.h"
 #include "metrics.h"
 
-/* ---- chunks (chunk.c) ---- */
-void dr_chunk_retain(dr_chunk *c);
-/* Drops a reference; the last one runs the acknowledgement and frees. */
-void dr_chunk_release(dr_chunk *c);
+/* ---- chunks (chunk.c; retain, release and abandon are in plugin.h) ---- */
 size_t dr_chunk_payload_bytes(const dr_chunk *c);
 
 /* ---- log (log.c) ---- */
@@ -53,19 +50,39 @@ typedef struct dr_agent_conf {
  * starting anything. Returns NULL with every problem in errs. */
 dr_agent *dr_agent_create(uv_loop_t *loop, dr_metrics *metrics, const char *config_path,
                           bool oneshot, dr_cfg_errors *errs);
-/* Starts inputs and outputs. Returns 0 or a negative DR_E* (logged). */
+/* Starts outputs, filters, then inputs (at once, or once every filter is
+ * ready). Returns 0 or a negative DR_E* (logged). */
 int dr_agent_start(dr_agent *a);
 
 typedef void (*dr_agent_cb)(dr_agent *a, void *ctx);
-/* Oneshot: called once every input has drained and every chunk is acked. */
+/* Called when an input that waited for the filters fails to start (the
+ * agent cannot run as configured: the caller stops it). */
+void dr_agent_on_failed(dr_agent *a, dr_agent_cb cb, void *ctx);
+/* Oneshot: called once every input has drained, every filter has let go
+ * of what it held (its stop callback runs then), and every chunk is acked. */
 void dr_agent_on_finished(dr_agent *a, dr_agent_cb cb, void *ctx);
-/* Stops inputs, lets the outputs deliver what is queued within the grace
- * period, abandons the rest (its sources keep it: checkpoints do not pass
- * it), stops and destroys every plugin, then calls cb. */
+/* Stops inputs, then filters (which emit what they held), lets the outputs
+ * deliver what is queued within the grace period, abandons the rest (its
+ * sources keep it: checkpoints do not pass it), stops and destroys every
+ * plugin, then calls cb. */
 void dr_agent_shutdown(dr_agent *a, dr_agent_cb cb, void *ctx);
 void dr_agent_free(dr_agent *a);
 
 const dr_agent_conf *dr_agent_get_conf(const dr_agent *a);
+
+/* A filter made at run time from a configuration fragment (the rules a
+ * namespace owns): checked, initialised and started like a configured one,
+ * named `name` in logs and metrics, marked restricted, but part of no
+ * input's pipeline: its owner calls its filter callback, and a chunk it
+ * emits (dr_filter_emit) goes to `hook`, which carries it on. `match` is
+ * refused. NULL with errs
+ * filled. Its handles may still be closing when dr_agent_filter_free
+ * returns: plugins free their state from their close callbacks. */
+typedef void (*dr_filter_emit_hook)(void *ctx, dr_instance *filter, dr_chunk *c);
+dr_instance *dr_agent_filter_new(dr_agent *a, const dr_cfg_node *entry, const char *path,
+                                 const char *name, dr_filter_emit_hook hook, void *hook_ctx,
+                                 dr_cfg_errors *errs);
+void dr_agent_filter_free(dr_instance *inst);
 bool dr_agent_ready(const dr_agent *a);
 
 #endif

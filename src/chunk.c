@@ -125,6 +125,38 @@ void dr_chunk_set_ack(dr_chunk *c, dr_ack_fn fn, void *ctx, uint64_t token)
     c->ack_token = token;
 }
 
+void dr_chunk_set_kube(dr_chunk *c, dr_kube_meta *m)
+{
+    if (m)
+        dr_kube_meta_ref(m);
+    if (c->kube)
+        dr_kube_meta_unref(c->kube);
+    c->kube = m;
+}
+
+void dr_chunk_route(dr_chunk *c, dr_instance *const *outputs, uint8_t n, bool keep_default)
+{
+    c->route_keep_default = c->nroute ? c->route_keep_default && keep_default : keep_default;
+    for (uint8_t i = 0; i < n; i++) {
+        bool known = false;
+        for (uint8_t j = 0; j < c->nroute && !known; j++)
+            known = c->route[j] == outputs[i];
+        if (!known && c->nroute < DR_ROUTE_MAX)
+            c->route[c->nroute++] = outputs[i];
+    }
+}
+
+char *dr_chunk_strdup(dr_chunk *c, const char *s, size_t n)
+{
+    char *p = dr_chunk_alloc(c, n + 1);
+    if (!p)
+        return NULL;
+    if (n)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
 static void chunk_free(dr_chunk *c)
 {
     dr_arena_block *b = c->blocks;
@@ -137,6 +169,8 @@ static void chunk_free(dr_chunk *c)
     }
     if (c->meta)
         dr_meta_unref(c->meta);
+    if (c->kube)
+        dr_kube_meta_unref(c->kube);
     free(c->recs);
     free(c);
 }
@@ -149,6 +183,11 @@ void dr_chunk_discard(dr_chunk *c)
 void dr_chunk_retain(dr_chunk *c)
 {
     c->refs++;
+}
+
+void dr_chunk_abandon(dr_chunk *c)
+{
+    c->abandoned = true;
 }
 
 void dr_chunk_release(dr_chunk *c)

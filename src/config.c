@@ -411,6 +411,7 @@ typedef struct parser {
     dr_cfg_node *root;
     int depth;
     frame stack[CFG_MAX_DEPTH];
+    bool untrusted; /* literal text (no ${VAR}); any top level */
 } parser;
 
 static void parse_error(parser *P, int line, int col, const char *path, const char *fmt, ...)
@@ -548,6 +549,8 @@ static int substitute_ref(parser *P, const char *ref, size_t n, dr_buf *out, int
  * are recorded at the scalar's position; NULL only when out of memory. */
 static char *expand_env(parser *P, const char *s, size_t len, int line, int col)
 {
+    if (P->untrusted) /* the agent's environment is not theirs to read */
+        return doc_strndup(P->doc, s, len);
     dr_buf out = {0};
     int oom = 0;
     size_t i = 0;
@@ -803,7 +806,7 @@ static int parse_events(parser *P, yaml_parser_t *yp)
 static dr_cfg_node *finish_root(parser *P)
 {
     dr_cfg_node *r = P->root;
-    if (r && r->type == DR_CFG_MAP)
+    if (r && (r->type == DR_CFG_MAP || (P->untrusted && r->type == DR_CFG_SEQ)))
         return r;
     if (r && r->type != DR_CFG_NULL) {
         parse_error(P, r->line, r->col, NULL,
@@ -820,7 +823,7 @@ static dr_cfg_node *finish_root(parser *P)
 /* Parses one file's text into its root map. Returns NULL after recording
  * errors (*nerr counts them). */
 static dr_cfg_node *parse_yaml(dr_cfg_doc *doc, const char *file, const char *text, size_t len,
-                               dr_cfg_errors *errs, int *nerr)
+                               bool untrusted, dr_cfg_errors *errs, int *nerr)
 {
     parser *P = calloc(1, sizeof *P);
     if (!P) {
@@ -833,6 +836,7 @@ static dr_cfg_node *parse_yaml(dr_cfg_doc *doc, const char *file, const char *te
     P->file = file;
     P->text = (const unsigned char *)text;
     P->len = len;
+    P->untrusted = untrusted;
     dr_cfg_node *root = NULL;
     yaml_parser_t yp;
     if (!yaml_parser_initialize(&yp)) {
@@ -1018,7 +1022,7 @@ static dr_cfg_node *load_file(dr_cfg_doc *doc, const char *path, dr_cfg_errors *
         (*nerr)++;
         return NULL;
     }
-    dr_cfg_node *root = parse_yaml(doc, file, text, len, errs, nerr);
+    dr_cfg_node *root = parse_yaml(doc, file, text, len, false, errs, nerr);
     free(text);
     return root;
 }
@@ -1145,7 +1149,8 @@ dr_cfg_doc *dr_cfg_load(const char *path, dr_cfg_errors *errs)
     return doc;
 }
 
-dr_cfg_doc *dr_cfg_load_string(const char *name, const char *yaml, dr_cfg_errors *errs)
+static dr_cfg_doc *load_string(const char *name, const char *yaml, bool untrusted,
+                               dr_cfg_errors *errs)
 {
     if (!name)
         name = "<string>";
@@ -1162,12 +1167,22 @@ dr_cfg_doc *dr_cfg_load_string(const char *name, const char *yaml, dr_cfg_errors
         return NULL;
     }
     int nerr = 0;
-    doc->root = parse_yaml(doc, file, yaml ? yaml : "", len, errs, &nerr);
+    doc->root = parse_yaml(doc, file, yaml ? yaml : "", len, untrusted, errs, &nerr);
     if (nerr || !doc->root) {
         dr_cfg_doc_free(doc);
         return NULL;
     }
     return doc;
+}
+
+dr_cfg_doc *dr_cfg_load_string(const char *name, const char *yaml, dr_cfg_errors *errs)
+{
+    return load_string(name, yaml, false, errs);
+}
+
+dr_cfg_doc *dr_cfg_load_untrusted(const char *name, const char *yaml, dr_cfg_errors *errs)
+{
+    return load_string(name, yaml, true, errs);
 }
 
 /* ---- value parsers ------------------------------------------------------------------ */

@@ -57,8 +57,13 @@ typedef struct dr_cfg_doc dr_cfg_doc; /* owns every node and string */
 dr_cfg_doc *dr_cfg_load(const char *path, dr_cfg_errors *errs);
 /* Same from a string (tests); `name` stands for the file name in errors. */
 dr_cfg_doc *dr_cfg_load_string(const char *name, const char *yaml, dr_cfg_errors *errs);
+/* The same for text the agent's operator did not write (the filter rules a
+ * namespace keeps in a ConfigMap): ${VAR} is left as it is, never taken
+ * from the agent's environment, and the top level may be a list. */
+dr_cfg_doc *dr_cfg_load_untrusted(const char *name, const char *yaml, dr_cfg_errors *errs);
 void dr_cfg_doc_free(dr_cfg_doc *doc);
-/* The root map (an empty map node for an empty document). */
+/* The root map (an empty map node for an empty document), or the root
+ * list of an untrusted document. */
 const dr_cfg_node *dr_cfg_root(const dr_cfg_doc *doc);
 
 /* The value for `key` in a map node, NULL if absent or not a map. */

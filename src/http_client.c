@@ -106,6 +106,8 @@ typedef struct http_req {
     dr_buf body;
     size_t max_body;
     bool truncated;
+    bool (*on_data)(void *ctx, const char *data, size_t len);
+    bool aborted; /* on_data asked to stop */
     int64_t retry_after_ms;
     char error[CURL_ERROR_SIZE]; /* curl's message, or ours */
 } http_req;
@@ -511,6 +513,16 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
 {
     http_req *q = userp;
     size_t len = size * n;
+    if (q->on_data) {
+        long status = 0;
+        curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            if (q->on_data(q->ctx, data, len))
+                return len;
+            q->aborted = true;
+            return 0; /* curl fails the transfer (CURLE_WRITE_ERROR) */
+        }
+    }
     size_t room = q->max_body - q->body.len;
     size_t take = len < room ? len : room;
     if (take < len)
@@ -658,7 +670,9 @@ static void complete_transfer(http_req *q, CURLcode result)
     const char *error = NULL;
     if (result != CURLE_OK) {
         status = 0;
-        if (!q->error[0])
+        if (q->aborted)
+            snprintf(q->error, sizeof q->error, "aborted");
+        else if (!q->error[0])
             snprintf(q->error, sizeof q->error, "%s", curl_easy_strerror(result));
         error = q->error;
     } else if (status == 0) {
@@ -963,7 +977,10 @@ static int setup_easy(dr_http_client *c, http_req *q, const dr_http_request *r, 
     curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, q);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf->timeout_ms);
+    int64_t timeout_ms = r->timeout_ms > 0   ? r->timeout_ms
+                         : r->timeout_ms < 0 ? 0
+                                             : conf->timeout_ms;
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -986,7 +1003,9 @@ int dr_http_client_send(dr_http_client *c, const dr_http_request *req, dr_http_d
     q->done = done;
     q->ctx = ctx;
     q->retry_after_ms = -1;
-    q->max_body = (size_t)c->conf.max_response_bytes;
+    q->max_body =
+        (size_t)(req->max_response_bytes ? req->max_response_bytes : c->conf.max_response_bytes);
+    q->on_data = req->on_data;
 
     const char *token;
     if (current_token(c, &token, q->error, sizeof q->error) < 0) {

@@ -48,6 +48,15 @@ typedef struct dr_http_request {
     const char *const *headers; /* more "Name: value", NULL-terminated; may be NULL */
     const void *body;           /* must stay valid until done is called */
     size_t body_len;
+    /* Streaming (a Kubernetes watch): the body of a 2xx answer goes to
+     * on_data (with done's ctx) as it arrives and is not kept; other
+     * answers are kept as usual. on_data returns false to abort the
+     * transfer (done then reports error "aborted"); it must not close
+     * the client nor start requests (curl refuses calls from inside its
+     * callbacks): hand the data to a timer instead. */
+    bool (*on_data)(void *ctx, const char *data, size_t len);
+    int64_t timeout_ms;          /* this request's; 0: the client's; -1: none */
+    uint64_t max_response_bytes; /* this request's; 0: the client's */
 } dr_http_request;
 
 typedef struct dr_http_response {

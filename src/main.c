@@ -160,9 +160,18 @@ static void on_oneshot_finished(dr_agent *a, void *ctx)
     begin_stop(ctx, "oneshot_done");
 }
 
+static void on_agent_failed(dr_agent *a, void *ctx)
+{
+    app *ap = ctx;
+    (void)a;
+    ap->exit_code = 1;
+    begin_stop(ap, "start_failed");
+}
+
 static int start_agent(app *ap, dr_agent *a)
 {
     ap->agent = a;
+    dr_agent_on_failed(a, on_agent_failed, ap);
     if (ap->oneshot)
         dr_agent_on_finished(a, on_oneshot_finished, ap);
     if (dr_agent_start(a) < 0) {

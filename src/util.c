@@ -69,3 +69,21 @@ int dr_mkdirs(const char *path, bool parents_only)
         return -errno;
     return 0;
 }
+
+const char *dr_strerror(int rc)
+{
+    switch (rc) {
+    case DR_OK:
+        return "no error";
+    case DR_ENOMEM:
+        return "out of memory";
+    case DR_EINVAL:
+        return "invalid argument";
+    case DR_EIO:
+        return "input/output error";
+    case DR_EAGAIN:
+        return "try again later";
+    default:
+        return "failed";
+    }
+}

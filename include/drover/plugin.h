@@ -79,12 +79,20 @@ dr_meta *dr_meta_new(const char *path, const char *namespace_, const char *pod, 
 dr_meta *dr_meta_ref(dr_meta *m);
 void dr_meta_unref(dr_meta *m);
 
-/* A small key/value pair added by parsers. Both strings live in the chunk. */
+/* What a field's value is. A string is any bytes (encoders quote it and
+ * repair invalid UTF-8); a JSON value is valid JSON text (a number, true,
+ * false, null, an object or an array) that encoders write as it is. */
+typedef enum { DR_FIELD_STRING = 0, DR_FIELD_JSON = 1 } dr_field_type;
+
+/* A key/value pair added by filters (parsers, modify, ...). Both strings
+ * live in the chunk. A record's fields array is managed by the
+ * dr_record_* functions below only (it carries its capacity in front). */
 typedef struct dr_field {
     const char *key;
     const char *val;
     uint32_t key_len;
     uint32_t val_len;
+    uint8_t type; /* dr_field_type */
 } dr_field;
 
 typedef struct dr_record {
@@ -99,8 +107,46 @@ typedef struct dr_record {
 
 typedef enum { DR_CHUNK_LOGS = 0 } dr_chunk_kind;
 
+/* ---- Kubernetes metadata ---------------------------------------------------- */
+
+typedef struct dr_kv {
+    const char *key;
+    const char *val;
+} dr_kv;
+
+/* What the kubernetes filter knows of a record's pod and container. One
+ * block of memory, immutable once made, reference-counted: every chunk of a
+ * container holds one reference to the same object, and a change of the pod
+ * (new labels, say) makes a new object for the chunks that follow. Strings
+ * are never NULL ("" when unknown); lists are sorted by key. */
+typedef struct dr_kube_meta {
+    uint32_t refs;
+    const char *namespace_;
+    const char *pod;
+    const char *pod_uid;
+    const char *container;
+    const char *container_id;
+    const char *image;
+    const char *node;
+    const char *pod_ip;
+    const char *owner_kind; /* Deployment, StatefulSet, DaemonSet, Job, CronJob, ... */
+    const char *owner_name;
+    const dr_kv *labels;
+    const dr_kv *annotations; /* those the filter was told to keep */
+    const dr_kv *namespace_labels;
+    uint32_t nlabels, nannotations, nnamespace_labels;
+} dr_kube_meta;
+
+dr_kube_meta *dr_kube_meta_ref(dr_kube_meta *m);
+void dr_kube_meta_unref(dr_kube_meta *m);
+/* The value of a key in one of its sorted lists, or NULL. */
+const char *dr_kv_find(const dr_kv *list, uint32_t n, const char *key);
+
 typedef struct dr_chunk dr_chunk;
 typedef struct dr_instance dr_instance;
+
+/* Most outputs one chunk can be routed to by route filters. */
+#define DR_ROUTE_MAX 8
 
 /* Called once when every output has finished with a chunk. `delivered` is
  * false only when the chunk was abandoned (shutdown before delivery): the
@@ -111,7 +157,12 @@ struct dr_chunk {
     dr_chunk_kind kind;
     uint32_t refs;
     dr_instance *input;
-    dr_meta *meta; /* one reference held by the chunk, may be NULL */
+    dr_meta *meta;      /* one reference held by the chunk, may be NULL */
+    dr_kube_meta *kube; /* one reference, set by the kubernetes filter; may be NULL */
+    /* Outputs a route filter chose (dr_chunk_route); none: the input's. */
+    dr_instance *route[DR_ROUTE_MAX];
+    uint8_t nroute;
+    bool route_keep_default; /* the input's outputs too */
     dr_record *recs;
     uint32_t nrecs;
     uint32_t cap;
@@ -137,10 +188,72 @@ void dr_chunk_adopt(dr_chunk *c, void *buf, size_t size);
 dr_record *dr_chunk_add(dr_chunk *c);
 void dr_chunk_set_meta(dr_chunk *c, dr_meta *m);
 void dr_chunk_set_ack(dr_chunk *c, dr_ack_fn fn, void *ctx, uint64_t token);
+/* Sends the chunk to these outputs (added to those a route filter chose
+ * before; at most DR_ROUTE_MAX in all). The input's own outputs still get
+ * it only if every route on it says keep_default. */
+void dr_chunk_route(dr_chunk *c, dr_instance *const *outputs, uint8_t n, bool keep_default);
+/* Gives the chunk a reference to m (dropping the one it had). */
+void dr_chunk_set_kube(dr_chunk *c, dr_kube_meta *m);
+/* Copies n bytes into the chunk's arena (NUL-terminated); NULL when out of memory. */
+char *dr_chunk_strdup(dr_chunk *c, const char *s, size_t n);
+
+/* ---- record keys, as filters and outputs name them ---------------------------
+ *
+ * "message" is the log line, "stream" is stdout or stderr, "time" the
+ * timestamp (RFC 3339). "kubernetes.<name>" reads the chunk's metadata:
+ * namespace, pod, pod_uid, container, container_id, image, node, pod_ip,
+ * owner_kind, owner_name, and "kubernetes.labels.<key>",
+ * "kubernetes.annotations.<key>", "kubernetes.namespace_labels.<key>"
+ * (label keys may hold dots and slashes: everything after the prefix is
+ * the key). Any other key names a field that a filter added. */
+
+typedef struct dr_value {
+    const char *p;
+    size_t len;
+    uint8_t type; /* dr_field_type */
+} dr_value;
+
+/* Reads a key of a record. "time" is written into tbuf (at least 40
+ * bytes). False when the record has no such key. */
+bool dr_record_get(const dr_chunk *c, const dr_record *r, const char *key, size_t key_len,
+                   dr_value *out, char tbuf[40]);
+/* The field a filter added under this key, or NULL. */
+dr_field *dr_record_field(const dr_record *r, const char *key, size_t key_len);
+/* Sets a key: "message" replaces the line; "stream" and "time" cannot be
+ * set (DR_EINVAL), nor can "kubernetes.*"; any other key adds or replaces a
+ * field. Key and value are copied into the chunk. 0, DR_EINVAL or DR_ENOMEM. */
+int dr_record_set(dr_chunk *c, dr_record *r, const char *key, size_t key_len, const char *val,
+                  size_t val_len, dr_field_type type);
+/* Removes a field (true when it was there). The message cannot be removed:
+ * setting it to "" is the way. */
+bool dr_record_remove(dr_record *r, const char *key, size_t key_len);
+
 /* Hands the chunk to the router. Ownership passes to the core. */
 void dr_input_emit(dr_instance *input, dr_chunk *c);
 /* Frees a chunk that was never emitted. */
 void dr_chunk_discard(dr_chunk *c);
+
+/* A filter hands the core a chunk it made: dr_chunk_new(src->input, ...)
+ * with the metadata of the chunk its records came from (dr_chunk_set_meta,
+ * dr_chunk_set_kube) and usually an acknowledgement of its own. The chunk
+ * continues down the pipeline of c->input from the filter after `filter`
+ * (the filters that follow it for that input, then every routed output),
+ * as if that filter had passed it on. Its records are not counted again
+ * as read by the input. Ownership passes to the core. */
+void dr_filter_emit(dr_instance *filter, dr_chunk *c);
+
+/* References to a chunk. The core holds one per output queue it is in; a
+ * filter may take one to keep a chunk it was given past its filter call,
+ * and so delay the chunk's acknowledgement (and the input's checkpoint)
+ * until it lets go. The last release runs the acknowledgement, with
+ * delivered = false when the chunk was abandoned, then frees it. */
+void dr_chunk_retain(dr_chunk *c);
+void dr_chunk_release(dr_chunk *c);
+/* Marks a chunk as not delivered: its acknowledgement will say so, and its
+ * input must not move its checkpoint past it (the records are read again
+ * after a restart). For a holder that lets go of records it could not
+ * deliver. */
+void dr_chunk_abandon(dr_chunk *c);
 
 /* ---- configuration schema -------------------------------------------------- */
 
@@ -208,14 +321,24 @@ typedef struct dr_plugin {
     /* Inputs: stop producing (backpressure) and start again. */
     void (*pause)(dr_instance *inst);
     void (*resume)(dr_instance *inst);
-    /* Filters: edits records in place (may set DR_REC_DROPPED). */
+    /* Filters, optional: false while the filter cannot do its work yet
+     * (the kubernetes filter before its first list of pods). The inputs
+     * start once every filter is ready; a filter bounds that wait itself. */
+    bool (*ready)(dr_instance *inst);
+    /* Filters: edits records in place (may set DR_REC_DROPPED), and may
+     * emit chunks of its own (dr_filter_emit). */
     void (*filter)(dr_instance *inst, dr_chunk *c);
     /* Outputs: deliver the chunks of one batch (dr_flush_chunk), then call
      * dr_output_done or one of its variants, now or later. A batch holds
      * one chunk unless the output asked for batching (dr_output_set_batch). */
     void (*flush)(dr_instance *inst, dr_flush *f);
     /* Stops producing (inputs) or finishes what is in flight (outputs).
-     * An input must emit nothing after stop; it may still receive acks. */
+     * An input must emit nothing after stop; it may still receive acks.
+     * Filters, optional: emit what they hold back (dr_filter_emit) and
+     * hold nothing from now on; called once the inputs have stopped at
+     * shutdown, or, in oneshot mode, once every input has drained, and
+     * always before the outputs stop. Their filter callback may still be
+     * called afterwards. */
     void (*stop)(dr_instance *inst);
     /* Frees everything; timers and handles must be closed before it
      * returns (the core runs the loop until they are). */
@@ -261,7 +384,8 @@ struct dr_instance {
     void *state; /* the plugin's own */
     uv_loop_t *loop;
     dr_agent *agent;
-    bool oneshot; /* read to the current end, then report dr_input_drained */
+    bool oneshot;    /* read to the current end, then report dr_input_drained */
+    bool restricted; /* made from rules a namespace owns (see the namespaces filter) */
     /* standard self-metrics, created by the core */
     dr_counter *records_in, *bytes_in, *records_out, *bytes_out;
 };
@@ -278,6 +402,15 @@ const char *dr_agent_node_name(const dr_agent *a);
 bool dr_input_may_emit(const dr_instance *input);
 /* Oneshot: the input has read everything there was and emitted it all. */
 void dr_input_drained(dr_instance *input);
+
+/* The output with this name, or NULL. */
+dr_instance *dr_agent_output(dr_agent *a, const char *name);
+/* True when the output's configuration offers it to namespaces' rules
+ * (offer_to_namespaces). */
+bool dr_output_offered(const dr_instance *output);
+/* A route filter says it may send to this output: the inputs then also
+ * wait while that output's queue is full. */
+void dr_agent_route_target(dr_agent *a, dr_instance *output);
 
 /* Counts records dropped on purpose (drover_dropped_records_total). */
 void dr_count_drop(dr_instance *inst, const char *reason, uint64_t n);
@@ -312,6 +445,8 @@ int64_t dr_mono_ns(void); /* monotonic */
 
 /* ---- utilities ------------------------------------------------------------------ */
 
+/* A short text for a DR_E* code ("out of memory", "invalid argument", ...). */
+const char *dr_strerror(int rc);
 /* Formats a message into err->msg (err may be NULL). */
 void dr_error_set(dr_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Writes all of data, retrying short writes and EINTR. 0 or -errno. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "jsonp.h"
 
 /* ---- the writer ------------------------------------------------------------------- */
 
@@ -120,6 +121,91 @@ long dr_mp_str_utf8(dr_buf *b, const char *s, size_t n)
     return bad;
 }
 
+int dr_mp_nil(dr_buf *b)
+{
+    return dr_buf_putc(b, (char)0xC0);
+}
+
+int dr_mp_bool(dr_buf *b, bool v)
+{
+    return dr_buf_putc(b, (char)(v ? 0xC3 : 0xC2));
+}
+
+int dr_mp_int(dr_buf *b, int64_t v)
+{
+    char o[9];
+    if (v >= 0 && v <= 0x7F)
+        return dr_buf_putc(b, (char)v);
+    if (v < 0 && v >= -32)
+        return dr_buf_putc(b, (char)(0xE0 | (v + 32)));
+    /* int64 always: simple, and every reader takes it */
+    o[0] = (char)0xD3;
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++)
+        o[1 + i] = (char)(u >> (56 - 8 * i));
+    return dr_buf_append(b, o, 9);
+}
+
+int dr_mp_float(dr_buf *b, double v)
+{
+    char o[9];
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    o[0] = (char)0xCB;
+    for (int i = 0; i < 8; i++)
+        o[1 + i] = (char)(u >> (56 - 8 * i));
+    return dr_buf_append(b, o, 9);
+}
+
+/* One parsed JSON value as msgpack. Returns the replacement count of
+ * invalid UTF-8 in its strings, or a negative DR_E* code. */
+static long put_json_value(dr_buf *b, const dr_jv *v)
+{
+    int64_t i;
+    double d;
+    long bad = 0;
+    switch (v->type) {
+    case DR_JV_NULL:
+        return dr_mp_nil(b);
+    case DR_JV_FALSE:
+    case DR_JV_TRUE:
+        return dr_mp_bool(b, v->type == DR_JV_TRUE);
+    case DR_JV_NUMBER:
+        if (dr_jv_int(v, &i))
+            return dr_mp_int(b, i);
+        return dr_jv_double(v, &d) ? dr_mp_float(b, d) : dr_mp_str(b, v->str, v->len);
+    case DR_JV_STRING:
+        return dr_mp_str_utf8(b, v->str, v->len);
+    case DR_JV_ARRAY:
+    case DR_JV_OBJECT:
+        if ((v->type == DR_JV_ARRAY ? dr_mp_array(b, v->len) : dr_mp_map(b, v->len)) < 0)
+            return DR_ENOMEM;
+        for (const dr_jv *m = v->child; m; m = m->next) {
+            long mb = 0;
+            if (v->type == DR_JV_OBJECT && (mb = dr_mp_str_utf8(b, m->key, m->key_len)) < 0)
+                return mb;
+            long vb = put_json_value(b, m);
+            if (vb < 0)
+                return vb;
+            bad += mb + vb;
+        }
+        return bad;
+    }
+    return DR_EINVAL;
+}
+
+/* A field holding JSON text, as the msgpack value it stands for (the text
+ * as a str, should it not parse). */
+static long put_json_field(dr_buf *b, const dr_field *f, dr_json_doc **doc)
+{
+    const dr_jv *root;
+    if (!*doc)
+        *doc = dr_json_doc_new();
+    if (*doc && dr_json_parse(*doc, f->val, f->val_len, NULL, &root, NULL) == 0)
+        return put_json_value(b, root);
+    return dr_mp_str_utf8(b, f->val, f->val_len);
+}
+
 /* ---- records ------------------------------------------------------------------------ */
 
 static const char *stream_name(uint8_t s)
@@ -139,9 +225,56 @@ static long put_meta_pair(dr_buf *b, const char *key, const char *val)
     return dr_mp_str_utf8(b, val, strlen(val));
 }
 
-/* The "kubernetes" pair of a chunk's records, encoded once per chunk. */
-static int encode_meta(const dr_meta *m, dr_buf *b)
+static int put_kv_map(dr_buf *b, const char *key, const dr_kv *kv, uint32_t n)
 {
+    if (put_key(b, key) < 0 || dr_mp_map(b, n) < 0)
+        return DR_ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        if (put_meta_pair(b, kv[i].key, kv[i].val) < 0)
+            return DR_ENOMEM;
+    return 0;
+}
+
+/* The kubernetes filter's metadata: the same keys as the JSON form, empty
+ * values and lists left out. */
+static int encode_kube(const dr_kube_meta *k, dr_buf *b)
+{
+    const struct {
+        const char *key, *val;
+    } scalars[] = {
+        {"namespace", k->namespace_},
+        {"pod", k->pod},
+        {"pod_uid", k->pod_uid},
+        {"container", k->container},
+        {"container_id", k->container_id},
+        {"image", k->image},
+        {"node", k->node},
+        {"pod_ip", k->pod_ip},
+        {"owner_kind", k->owner_kind},
+        {"owner_name", k->owner_name},
+    };
+    uint32_t pairs = (k->nlabels > 0) + (k->nannotations > 0) + (k->nnamespace_labels > 0);
+    for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
+        pairs += scalars[i].val[0] != '\0';
+    if (put_key(b, "kubernetes") < 0 || dr_mp_map(b, pairs) < 0)
+        return DR_ENOMEM;
+    for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
+        if (scalars[i].val[0] && put_meta_pair(b, scalars[i].key, scalars[i].val) < 0)
+            return DR_ENOMEM;
+    if ((k->nlabels && put_kv_map(b, "labels", k->labels, k->nlabels) < 0) ||
+        (k->nannotations && put_kv_map(b, "annotations", k->annotations, k->nannotations) < 0) ||
+        (k->nnamespace_labels &&
+         put_kv_map(b, "namespace_labels", k->namespace_labels, k->nnamespace_labels) < 0))
+        return DR_ENOMEM;
+    return 0;
+}
+
+/* The "kubernetes" pair of a chunk's records, encoded once per chunk. */
+static int encode_meta(const dr_chunk *c, dr_buf *b)
+{
+    if (c->kube)
+        return encode_kube(c->kube, b);
+    const dr_meta *m = c->meta;
     if (put_key(b, "kubernetes") < 0 || dr_mp_map(b, 5) < 0 ||
         put_meta_pair(b, "namespace", m->namespace_) < 0 || put_meta_pair(b, "pod", m->pod) < 0 ||
         put_meta_pair(b, "pod_uid", m->pod_uid) < 0 ||
@@ -151,7 +284,7 @@ static int encode_meta(const dr_meta *m, dr_buf *b)
     return 0;
 }
 
-static long encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b)
+static long encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b, dr_json_doc **doc)
 {
     char ts[40];
     size_t tn = dr_format_rfc3339nano(r->time_ns, ts);
@@ -165,7 +298,8 @@ static long encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b)
         const dr_field *f = &r->fields[i];
         if (dr_mp_str_utf8(b, f->key, f->key_len) < 0)
             return DR_ENOMEM;
-        long fb = dr_mp_str_utf8(b, f->val, f->val_len);
+        long fb = f->type == DR_FIELD_JSON ? put_json_field(b, f, doc)
+                                           : dr_mp_str_utf8(b, f->val, f->val_len);
         bad = fb < 0 ? fb : bad + fb;
     }
     if (bad >= 0 && dr_buf_append(b, meta->p, meta->len) < 0)
@@ -176,24 +310,26 @@ static long encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b)
 long dr_msgpack_encode_chunk(const dr_chunk *c, dr_buf *out)
 {
     dr_buf meta = {0};
-    if (c->meta && encode_meta(c->meta, &meta) < 0) {
+    if ((c->meta || c->kube) && encode_meta(c, &meta) < 0) {
         dr_buf_free(&meta);
         return DR_ENOMEM;
     }
     size_t start = out->len;
     long bad_records = 0;
+    dr_json_doc *doc = NULL; /* made on the first JSON field */
     for (uint32_t i = 0; i < c->nrecs; i++) {
         const dr_record *r = &c->recs[i];
         if (r->flags & DR_REC_DROPPED)
             continue;
-        long bad = encode_record(r, &meta, out);
+        long bad = encode_record(r, &meta, out, &doc);
         if (bad < 0) {
             out->len = start;
-            dr_buf_free(&meta);
-            return bad;
+            bad_records = bad;
+            break;
         }
         bad_records += bad > 0;
     }
+    dr_json_doc_free(doc);
     dr_buf_free(&meta);
     return bad_records;
 }

@@ -9,17 +9,21 @@
  *                   "container": ..., "container_id": ...}}
  *
  * with every value a msgpack str ("kubernetes" a map, present when the
- * chunk has metadata). The time stays the RFC 3339 string rather than the
- * msgpack timestamp extension so that a record reads the same in every
+ * chunk has metadata), except fields holding JSON (a parser's numbers,
+ * booleans, objects), which become the msgpack values they stand for:
+ * int64 for integers, float64 for other numbers, nil, bool, map, array. The time stays the RFC 3339
+ * string rather than the msgpack timestamp extension so that a record reads the same in every
  * format. msgpack strings must be UTF-8: invalid sequences become U+FFFD,
  * as in JSON, and the records that needed it are counted.
  *
  * Only what drover writes is here: str (fixstr, str8/16/32), map and array
- * headers (fix, 16, 32). Sizes are chosen smallest-first, as the spec asks.
+ * headers (fix, 16, 32), nil, bool, fixint/int64 and float64. Sizes are chosen smallest-first, as
+ * the spec asks.
  */
 #ifndef DROVER_MSGPACK_H
 #define DROVER_MSGPACK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +33,11 @@
 /* Headers of a map of n pairs and an array of n items. 0 or DR_ENOMEM. */
 int dr_mp_map(dr_buf *b, uint32_t n);
 int dr_mp_array(dr_buf *b, uint32_t n);
+/* Scalars: nil, bool, int (the fixints, else int64), float64. */
+int dr_mp_nil(dr_buf *b);
+int dr_mp_bool(dr_buf *b, bool v);
+int dr_mp_int(dr_buf *b, int64_t v);
+int dr_mp_float(dr_buf *b, double v);
 /* A str of the bytes as they are (the caller knows they are UTF-8).
  * 0, DR_ENOMEM, or DR_EINVAL when n does not fit in 32 bits. */
 int dr_mp_str(dr_buf *b, const char *s, size_t n);

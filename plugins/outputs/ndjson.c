@@ -1,5 +1,6 @@
 #include "ndjson.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "json.h"
@@ -17,11 +18,64 @@ static long put_key_string(dr_buf *b, const char *key, const char *val, size_t n
     return dr_json_string(b, val, n);
 }
 
-void dr_ndjson_encode_meta(const dr_meta *m, dr_buf *b)
+static void put_string_pair(dr_buf *b, bool *first, const char *key, const char *val)
 {
-    if (!m) {
+    if (!val[0])
+        return;
+    if (!*first)
+        dr_buf_putc(b, ',');
+    *first = false;
+    put_key_string(b, key, val, strlen(val));
+}
+
+static void put_kv_object(dr_buf *b, bool *first, const char *key, const dr_kv *kv, uint32_t n)
+{
+    if (n == 0)
+        return;
+    if (!*first)
+        dr_buf_putc(b, ',');
+    *first = false;
+    dr_buf_printf(b, "\"%s\":{", key);
+    for (uint32_t i = 0; i < n; i++) {
+        if (i)
+            dr_buf_putc(b, ',');
+        dr_json_string(b, kv[i].key, strlen(kv[i].key));
+        dr_buf_putc(b, ':');
+        dr_json_string(b, kv[i].val, strlen(kv[i].val));
+    }
+    dr_buf_putc(b, '}');
+}
+
+/* What the kubernetes filter added: every known value, empty ones left out. */
+static void encode_kube(const dr_kube_meta *k, dr_buf *b)
+{
+    bool first = true;
+    dr_buf_puts(b, ",\"kubernetes\":{");
+    put_string_pair(b, &first, "namespace", k->namespace_);
+    put_string_pair(b, &first, "pod", k->pod);
+    put_string_pair(b, &first, "pod_uid", k->pod_uid);
+    put_string_pair(b, &first, "container", k->container);
+    put_string_pair(b, &first, "container_id", k->container_id);
+    put_string_pair(b, &first, "image", k->image);
+    put_string_pair(b, &first, "node", k->node);
+    put_string_pair(b, &first, "pod_ip", k->pod_ip);
+    put_string_pair(b, &first, "owner_kind", k->owner_kind);
+    put_string_pair(b, &first, "owner_name", k->owner_name);
+    put_kv_object(b, &first, "labels", k->labels, k->nlabels);
+    put_kv_object(b, &first, "annotations", k->annotations, k->nannotations);
+    put_kv_object(b, &first, "namespace_labels", k->namespace_labels, k->nnamespace_labels);
+    dr_buf_putc(b, '}');
+}
+
+void dr_ndjson_encode_meta(const dr_chunk *c, dr_buf *b)
+{
+    if (c->kube) {
+        encode_kube(c->kube, b);
         return;
     }
+    const dr_meta *m = c->meta;
+    if (!m)
+        return;
     dr_buf_puts(b, ",\"kubernetes\":{");
     put_key_string(b, "namespace", m->namespace_, strlen(m->namespace_));
     dr_buf_putc(b, ',');
@@ -54,6 +108,11 @@ long dr_ndjson_encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b)
         if (dr_json_string(b, f->key, f->key_len) < 0)
             return DR_ENOMEM;
         dr_buf_putc(b, ':');
+        if (f->type == DR_FIELD_JSON) {
+            /* valid JSON text already (the parser that made it checked) */
+            dr_buf_append(b, f->val, f->val_len);
+            continue;
+        }
         long fb = dr_json_string(b, f->val, f->val_len);
         if (fb < 0)
             return fb;
@@ -94,7 +153,7 @@ long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out)
 {
     dr_buf meta = {0};
     if (style == DR_LINE_JSON)
-        dr_ndjson_encode_meta(c->meta, &meta);
+        dr_ndjson_encode_meta(c, &meta);
     long bad_records = 0;
     for (uint32_t i = 0; i < c->nrecs; i++) {
         const dr_record *r = &c->recs[i];

@@ -6,7 +6,10 @@
  *    "kubernetes":{"namespace":"...","pod":"...","pod_uid":"...","container":"...",
  *    "container_id":"..."}}
  *
- * Fields added by parsers stand beside these at the top level. Invalid UTF-8
+ * With the kubernetes filter, "kubernetes" also holds image, node, pod_ip,
+ * owner_kind, owner_name and the objects labels, annotations and
+ * namespace_labels (empty values left out). Fields added by filters stand
+ * beside these at the top level; a field holding JSON is written as it is. Invalid UTF-8
  * becomes U+FFFD; the number of records that needed it is returned so that
  * the caller can count them.
  */
@@ -25,10 +28,11 @@ typedef enum { DR_LINE_JSON = 0, DR_LINE_TEXT = 1 } dr_line_style;
 long dr_ndjson_encode_chunk(const dr_chunk *c, dr_line_style style, dr_buf *out);
 
 /* The pieces of the JSON form, for outputs that place records one by one:
- * the ",\"kubernetes\":{...}" part of a chunk's metadata (nothing when m is
- * NULL), encoded once per chunk, and one record with it, ending in a
+ * the ",\"kubernetes\":{...}" part of a chunk's metadata (the kubernetes
+ * filter's when it ran, else what the input knew from the file name;
+ * nothing when there is neither), encoded once per chunk, and one record with it, ending in a
  * newline. The record returns its replacement count or DR_ENOMEM. */
-void dr_ndjson_encode_meta(const dr_meta *m, dr_buf *b);
+void dr_ndjson_encode_meta(const dr_chunk *c, dr_buf *b);
 long dr_ndjson_encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b);
 
 /* What an output that writes lines keeps: its encode buffer, reused from

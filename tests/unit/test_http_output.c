@@ -401,3 +401,52 @@ void test_http_body_formats(void)
         dr_chunk_discard(chunks[i]);
     free(long_msg);
 }
+
+/* Fields holding JSON become the msgpack values they stand for. */
+void test_http_msgpack_json_fields(void)
+{
+    dr_chunk *c = dr_chunk_new(NULL, 0);
+    dr_record *rec = add_record(c, 0, "m", 1, DR_STREAM_STDOUT);
+    static const struct {
+        const char *key, *json, *want;
+        size_t want_len;
+    } cases[] = {
+        {"small", "42", "\x2a", 1},
+        {"neg", "-5", "\xfb", 1},
+        {"big", "-100000", "\xd3\xff\xff\xff\xff\xff\xfe\x79\x60", 9},
+        {"half", "1.5", "\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00", 9},
+        {"yes", "true", "\xc3", 1},
+        {"no", "false", "\xc2", 1},
+        {"none", "null", "\xc0", 1},
+        {"obj", "{\"a\":[1,\"x\"]}",
+         "\x81\xa1"
+         "a"
+         "\x92\x01\xa1"
+         "x",
+         7},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < n; i++)
+        CHECK_INT(dr_record_set(c, rec, cases[i].key, strlen(cases[i].key), cases[i].json,
+                                strlen(cases[i].json), DR_FIELD_JSON),
+                  0);
+    dr_buf b = {0};
+    CHECK_INT(dr_msgpack_encode_chunk(c, &b), 0);
+    mp_reader r = {(const unsigned char *)b.p, (const unsigned char *)b.p + b.len, false};
+    CHECK_INT(read_container(&r, true), 3 + n);
+    CHECK(str_is(&r, "time"));
+    const char *s;
+    read_str(&r, &s);
+    CHECK(str_is(&r, "stream") && str_is(&r, "stdout"));
+    CHECK(str_is(&r, "message") && str_is(&r, "m"));
+    for (size_t i = 0; i < n && !r.error; i++) {
+        CHECK(str_is(&r, cases[i].key));
+        size_t left = (size_t)(r.end - r.p);
+        size_t take = left < cases[i].want_len ? left : cases[i].want_len;
+        CHECK_MEM(r.p, take, cases[i].want, cases[i].want_len);
+        r.p += take;
+    }
+    CHECK(!r.error && r.p == r.end);
+    dr_buf_free(&b);
+    dr_chunk_discard(c);
+}

@@ -199,6 +199,7 @@ static dr_chunk *pod_chunk(const char *ns, const char *pod, const char *uid, con
 typedef struct test_layout {
     loki_layout lay;
     loki_attr labels[8], meta[4];
+    loki_builder *builder; /* one per test, reused by its builds as the output does */
 } test_layout;
 
 static void default_layout(test_layout *t, loki_format fmt)
@@ -223,10 +224,13 @@ static void default_layout(test_layout *t, loki_format fmt)
     t->lay.format = fmt;
     t->lay.max_line_bytes = 1024;
     t->lay.max_request_bytes = 1 << 20;
+    t->builder = loki_builder_new();
 }
 
 static void free_layout(test_layout *t)
 {
+    loki_builder_free(t->builder);
+    t->builder = NULL;
     for (size_t i = 0; i < t->lay.nlabels; i++)
         loki_attr_free(&t->labels[i]);
     for (size_t i = 0; i < t->lay.nmetadata; i++)
@@ -251,7 +255,7 @@ void test_loki_protobuf_layout(void)
     loki_request *reqs;
     size_t n;
     loki_build_stats stats;
-    CHECK_INT(loki_build(&t.lay, chunks, 2, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 2, &reqs, &n, &stats), 0);
     CHECK_INT(n, 1);
     CHECK(reqs[0].tenant == NULL);
     CHECK_INT(reqs[0].entries, 5);
@@ -290,7 +294,7 @@ void test_loki_json_body(void)
     loki_request *reqs;
     size_t n;
     loki_build_stats stats;
-    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 1, &reqs, &n, &stats), 0);
     CHECK_INT(n, 1);
     dr_buf_putc(&reqs[0].body, '\0');
     CHECK_STR(reqs[0].body.p,
@@ -302,7 +306,7 @@ void test_loki_json_body(void)
 
     /* gzip: the same document once inflated */
     t.lay.gzip = true;
-    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 1, &reqs, &n, &stats), 0);
     char raw[1024];
     z_stream z = {0};
     CHECK_INT(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
@@ -337,7 +341,7 @@ void test_loki_long_lines(void)
     loki_build_stats stats;
     got_entry g[8];
 
-    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 1, &reqs, &n, &stats), 0);
     CHECK_INT(decode_push(&reqs[0].body, g, 8), 3);
     CHECK_STR(g[0].line, "\xc3\xa9\xc3\xa9\xc3\xa9");
     CHECK_STR(g[1].line, "\xc3\xa9\xc3\xa9x");
@@ -348,7 +352,7 @@ void test_loki_long_lines(void)
 
     /* pieces spread over requests of bounded size, in order */
     t.lay.max_request_bytes = 140;
-    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 1, &reqs, &n, &stats), 0);
     CHECK_INT(n, 2);
     CHECK_INT(decode_push(&reqs[0].body, g, 8), 2);
     CHECK_STR(g[0].line, "\xc3\xa9\xc3\xa9\xc3\xa9");
@@ -361,14 +365,14 @@ void test_loki_long_lines(void)
     t.lay.max_request_bytes = 1 << 20;
 
     t.lay.too_long = LOKI_TOO_LONG_TRUNCATE;
-    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 1, &reqs, &n, &stats), 0);
     CHECK_INT(decode_push(&reqs[0].body, g, 8), 2);
     CHECK_STR(g[0].line, "\xc3\xa9\xc3\xa9\xc3\xa9");
     CHECK_INT(stats.truncated, 1);
     loki_requests_free(reqs, n);
 
     t.lay.too_long = LOKI_TOO_LONG_DROP;
-    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 1, &reqs, &n, &stats), 0);
     CHECK_INT(decode_push(&reqs[0].body, g, 8), 1);
     CHECK_STR(g[0].line, "short");
     CHECK_INT(stats.too_long, 1);
@@ -390,7 +394,7 @@ void test_loki_escaping_and_utf8(void)
     size_t n;
     loki_build_stats stats;
     got_entry g[2];
-    CHECK_INT(loki_build(&t.lay, chunks, 1, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 1, &reqs, &n, &stats), 0);
     CHECK_INT(decode_push(&reqs[0].body, g, 2), 1);
     CHECK_STR(g[0].line, "bad \xef\xbf\xbd\xef\xbf\xbd end");
     CHECK_INT(stats.invalid_utf8, 1);
@@ -421,7 +425,7 @@ void test_loki_tenants(void)
     loki_request *reqs;
     size_t n;
     loki_build_stats stats;
-    CHECK_INT(loki_build(&t.lay, chunks, 3, &reqs, &n, &stats), 0);
+    CHECK_INT(loki_build(t.builder, &t.lay, chunks, 3, &reqs, &n, &stats), 0);
     CHECK_INT(n, 3);
     CHECK_STR(reqs[0].tenant, "team-a");
     CHECK_INT(reqs[0].entries, 2);

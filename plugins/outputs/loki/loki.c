@@ -45,11 +45,13 @@ static const dr_option loki_options[] = {
      "Request body: `protobuf` (snappy-compressed, what Loki's own clients send) or `json`."},
     {"compression", DR_OPT_ENUM, offsetof(loki_conf, compression), "none", 0, compressions, 0, 0,
      "Compression of JSON bodies (`gzip`); protobuf bodies are always snappy-compressed."},
-    {"labels", DR_OPT_STRLIST, offsetof(loki_conf, labels), "[namespace, container, stream, node]",
-     0, NULL, 0, 0,
+    {"labels", DR_OPT_STRLIST, offsetof(loki_conf, labels),
+     "[namespace, container, stream, node, app]", 0, NULL, 0, 0,
      "Stream labels, each `field` or `label=field`. Fields: namespace, pod, pod_uid, container, "
-     "container_id, stream, node, path, or a field a parser added. Loki wants few labels with "
-     "few values; per-pod values belong in structured_metadata. Empty values are left out."},
+     "container_id, stream, node, path, app (the pod's `app.kubernetes.io/name` or `app` "
+     "label, from the kubernetes filter), or any record key such as a field a filter added or "
+     "`kubernetes.labels.team`. Loki wants few labels with few values; per-pod values belong "
+     "in structured_metadata. Empty values are left out."},
     {"static_labels", DR_OPT_STRLIST, offsetof(loki_conf, static_labels), NULL, 0, NULL, 0, 0,
      "Labels with a fixed value, each `name=value` (such as `cluster=prod-eu`)."},
     {"structured_metadata", DR_OPT_STRLIST, offsetof(loki_conf, structured_metadata),
@@ -87,6 +89,7 @@ static const dr_option loki_options[] = {
 
 typedef struct loki_state {
     loki_layout layout;
+    loki_builder *builder;
     dr_http_client *client;
     dr_http_stats stats;
     dr_counter *invalid_utf8, *split, *truncated;
@@ -211,6 +214,11 @@ static int loki_init(dr_instance *inst, dr_error *err)
         return DR_ENOMEM;
     }
     inst->state = st;
+    st->builder = loki_builder_new();
+    if (!st->builder) {
+        dr_error_set(err, "out of memory");
+        return DR_ENOMEM;
+    }
     if (make_layout(inst, &st->layout, err) < 0)
         return DR_EINVAL;
     st->client = dr_http_client_new(inst->loop, &conf->http, err);
@@ -405,7 +413,7 @@ static void loki_flush(dr_instance *inst, dr_flush *f)
     b->inst = inst;
     b->flush = f;
     b->retry_after_ms = -1;
-    int rc = loki_build(&st->layout, chunks, n, &b->reqs, &b->nreqs, &b->stats);
+    int rc = loki_build(st->builder, &st->layout, chunks, n, &b->reqs, &b->nreqs, &b->stats);
     free(chunks);
     if (rc < 0) {
         dr_log(inst, DR_LOG_ERROR, "could not build a push request, will retry", NULL);
@@ -435,6 +443,7 @@ static void loki_destroy(dr_instance *inst)
     if (st->client)
         dr_http_client_close(st->client);
     layout_free(&st->layout);
+    loki_builder_free(st->builder);
     free(st);
     inst->state = NULL;
 }

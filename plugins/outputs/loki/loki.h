@@ -30,7 +30,8 @@ typedef enum {
     LOKI_SRC_STREAM,
     LOKI_SRC_NODE,
     LOKI_SRC_PATH,
-    LOKI_SRC_FIELD,    /* a field a parser added to the record */
+    LOKI_SRC_APP,      /* the pod's app.kubernetes.io/name or app label */
+    LOKI_SRC_FIELD,    /* any other record key (a filter's field, kubernetes.*) */
     LOKI_SRC_CONSTANT, /* a static label */
 } loki_source;
 
@@ -90,13 +91,19 @@ typedef struct loki_build_stats {
     uint64_t too_long;     /* records dropped for their length */
 } loki_build_stats;
 
+/* What the builder keeps from one batch to the next (its buffers), owned
+ * by the output; loki_build resets it. */
+typedef struct loki_builder loki_builder;
+loki_builder *loki_builder_new(void);
+void loki_builder_free(loki_builder *lb);
+
 /* Builds the requests for the chunks of a batch: one per tenant, or more
  * when the lines pass max_request_bytes (to be sent one after the other,
  * which keeps each stream in order). On success *reqs holds *nreqs
  * requests (possibly 0 when every record was dropped); free them with
  * loki_requests_free. Returns 0 or DR_ENOMEM / DR_ERR. */
-int loki_build(const loki_layout *lay, const dr_chunk *const *chunks, size_t nchunks,
-               loki_request **reqs, size_t *nreqs, loki_build_stats *stats);
+int loki_build(loki_builder *lb, const loki_layout *lay, const dr_chunk *const *chunks,
+               size_t nchunks, loki_request **reqs, size_t *nreqs, loki_build_stats *stats);
 void loki_requests_free(loki_request *reqs, size_t n);
 
 /* What a 400 answer says: which entries Loki refused, grouped by reason (a

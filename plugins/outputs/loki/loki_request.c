@@ -34,6 +34,7 @@ static const struct {
     {"stream", LOKI_SRC_STREAM},
     {"node", LOKI_SRC_NODE},
     {"path", LOKI_SRC_PATH},
+    {"app", LOKI_SRC_APP},
 };
 
 bool loki_label_name_ok(const char *name)
@@ -133,40 +134,56 @@ static str cstr(const char *s)
     return (str){s ? s : "", s ? strlen(s) : 0};
 }
 
-static str record_field(const dr_record *r, const char *key)
+/* A record key (a parser's field, or kubernetes.labels.app and the like).
+ * The value is copied by the caller before the next call, so "time" may
+ * live in a static buffer (everything runs on the loop thread). */
+static str record_key(const dr_chunk *c, const dr_record *r, const char *key)
 {
-    size_t klen = strlen(key);
-    for (uint16_t i = 0; i < r->nfields; i++) {
-        const dr_field *f = &r->fields[i];
-        if (f->key_len == klen && memcmp(f->key, key, klen) == 0)
-            return (str){f->val, f->val_len};
-    }
-    return (str){"", 0};
+    static char tbuf[40];
+    dr_value v;
+    if (!dr_record_get(c, r, key, strlen(key), &v, tbuf))
+        return (str){"", 0};
+    return (str){v.p, v.len};
+}
+
+/* The app a pod belongs to: the recommended label app.kubernetes.io/name,
+ * else the older app label. */
+static str app_of(const dr_kube_meta *k)
+{
+    if (!k)
+        return cstr(NULL);
+    const char *v = dr_kv_find(k->labels, k->nlabels, "app.kubernetes.io/name");
+    if (!v)
+        v = dr_kv_find(k->labels, k->nlabels, "app");
+    return cstr(v);
 }
 
 static str attr_value(const loki_layout *lay, const loki_attr *a, const dr_chunk *c,
                       const dr_record *r)
 {
     const dr_meta *m = c->meta;
+    const dr_kube_meta *k = c->kube;
     switch (a->src) {
     case LOKI_SRC_NAMESPACE:
-        return cstr(m ? m->namespace_ : NULL);
+        return cstr(k ? k->namespace_ : m ? m->namespace_ : NULL);
     case LOKI_SRC_POD:
-        return cstr(m ? m->pod : NULL);
+        return cstr(k ? k->pod : m ? m->pod : NULL);
     case LOKI_SRC_POD_UID:
-        return cstr(m ? m->pod_uid : NULL);
+        return cstr(k ? k->pod_uid : m ? m->pod_uid : NULL);
     case LOKI_SRC_CONTAINER:
-        return cstr(m ? m->container : NULL);
+        return cstr(k ? k->container : m ? m->container : NULL);
     case LOKI_SRC_CONTAINER_ID:
-        return cstr(m ? m->container_id : NULL);
+        return cstr(k ? k->container_id : m ? m->container_id : NULL);
     case LOKI_SRC_STREAM:
         return cstr(r->stream == DR_STREAM_STDERR ? "stderr" : "stdout");
     case LOKI_SRC_NODE:
-        return cstr(lay->node);
+        return cstr(k && k->node[0] ? k->node : lay->node);
     case LOKI_SRC_PATH:
         return cstr(m ? m->path : NULL);
+    case LOKI_SRC_APP:
+        return app_of(k);
     case LOKI_SRC_FIELD:
-        return record_field(r, a->arg);
+        return record_key(c, r, a->arg);
     case LOKI_SRC_CONSTANT:
         return cstr(a->arg);
     }
@@ -201,6 +218,9 @@ typedef struct stream {
     span key;    /* tenant and selector: what identifies the stream */
 } stream;
 
+/* The builder's memory lives from one batch to the next (loki_builder):
+ * a catch-up builds batch after batch of the same size, and fresh buffers
+ * each time would cost a page fault for every page they touch. */
 typedef struct builder {
     const loki_layout *lay;
     const dr_chunk *const *chunks;
@@ -218,9 +238,17 @@ typedef struct builder {
     dr_buf meta_json;            /* line_format json: the "kubernetes" object of... */
     long meta_json_chunk;        /* ...this chunk, -1: none yet */
     int32_t (*chunk_streams)[2]; /* per chunk, stdout and stderr stream, -1 unknown */
-    dr_buf scratch;
+    size_t chunk_streams_cap;
+    dr_buf scratch; /* the packed protobuf or the JSON text, before compression */
     loki_build_stats stats;
 } builder;
+
+struct loki_builder {
+    builder b;
+};
+
+/* Beyond this a buffer is given back after the batch rather than kept. */
+#define LOKI_KEEP_BYTES (8u << 20)
 
 static bool grow(void **arr, size_t *cap, size_t want, size_t elem)
 {
@@ -445,7 +473,7 @@ static int make_line(builder *b, uint32_t ci, const dr_record *r, entry *e)
         dr_buf_reset(s);
         if (b->meta_json_chunk != (long)ci) {
             dr_buf_reset(&b->meta_json);
-            dr_ndjson_encode_meta(b->chunks[ci]->meta, &b->meta_json);
+            dr_ndjson_encode_meta(b->chunks[ci], &b->meta_json);
             b->meta_json_chunk = (long)ci;
         }
         long bad = dr_ndjson_encode_record(r, &b->meta_json, s);
@@ -698,12 +726,12 @@ static int encode_protobuf(builder *b, size_t from, size_t to, size_t nchunks, d
         ps->n_entries++;
     }
     size_t size = drover__loki__push_request__get_packed_size(&req);
-    uint8_t *packed = malloc(size ? size : 1);
-    if (packed) {
+    dr_buf_reset(&b->scratch);
+    if (dr_buf_reserve(&b->scratch, size ? size : 1) == 0) {
+        uint8_t *packed = (uint8_t *)b->scratch.p;
         drover__loki__push_request__pack(&req, packed);
         *raw = size;
         rc = dr_compress_snappy(packed, size, out);
-        free(packed);
     }
 out:
     for (size_t s = 0; labels && s < b->nstreams; s++)
@@ -768,7 +796,8 @@ static void json_entry_metadata(builder *b, const entry *e, dr_buf *o)
  * JSON, gzipped if asked: one stream object per run of a stream. */
 static int encode_json(builder *b, size_t from, size_t to, dr_buf *out, size_t *raw)
 {
-    dr_buf o = {0};
+    dr_buf o = b->scratch; /* taken back below, grown or not */
+    o.len = 0;
     dr_buf_puts(&o, "{\"streams\":[");
     for (size_t i = from; i < to; i++) {
         const entry *e = &b->entries[i];
@@ -789,11 +818,34 @@ static int encode_json(builder *b, size_t from, size_t to, dr_buf *out, size_t *
         *raw = o.len;
         rc = dr_compress(b->lay->gzip ? DR_COMPRESS_GZIP : DR_COMPRESS_NONE, o.p, o.len, out);
     }
-    dr_buf_free(&o);
+    b->scratch = o;
     return rc;
 }
 
 /* ---- the whole batch --------------------------------------------------------------------- */
+
+/* Ready for the next batch: counts back to zero, memory kept (up to
+ * LOKI_KEEP_BYTES per buffer). */
+static void builder_reset(builder *b)
+{
+    b->text.len = 0;
+    b->scratch.len = 0;
+    b->meta_json.len = 0;
+    if (b->text.cap > LOKI_KEEP_BYTES)
+        dr_buf_free(&b->text);
+    if (b->scratch.cap > LOKI_KEEP_BYTES)
+        dr_buf_free(&b->scratch);
+    if (b->entries_cap * sizeof *b->entries > LOKI_KEEP_BYTES) {
+        free(b->entries);
+        b->entries = NULL;
+        b->entries_cap = 0;
+    }
+    b->nentries = b->nstreams = b->ntenants = b->nmeta_values = 0;
+    if (b->table)
+        memset(b->table, 0, b->table_cap * sizeof *b->table);
+    b->meta_json_chunk = -1;
+    memset(&b->stats, 0, sizeof b->stats);
+}
 
 static void builder_free(builder *b)
 {
@@ -857,35 +909,58 @@ static void count_request(const builder *b, size_t from, size_t to, loki_request
             r->records++;
 }
 
-int loki_build(const loki_layout *lay, const dr_chunk *const *chunks, size_t nchunks,
-               loki_request **reqs, size_t *nreqs, loki_build_stats *stats)
+loki_builder *loki_builder_new(void)
 {
-    builder b = {.lay = lay, .chunks = chunks, .meta_json_chunk = -1};
+    loki_builder *lb = calloc(1, sizeof *lb);
+    if (lb)
+        lb->b.meta_json_chunk = -1;
+    return lb;
+}
+
+void loki_builder_free(loki_builder *lb)
+{
+    if (!lb)
+        return;
+    builder_free(&lb->b);
+    free(lb);
+}
+
+int loki_build(loki_builder *lb, const loki_layout *lay, const dr_chunk *const *chunks,
+               size_t nchunks, loki_request **reqs, size_t *nreqs, loki_build_stats *stats)
+{
+    builder *bp = &lb->b;
+    builder_reset(bp);
+    bp->lay = lay;
+    bp->chunks = chunks;
     *reqs = NULL;
     *nreqs = 0;
     memset(stats, 0, sizeof *stats);
     int rc = DR_ENOMEM;
-    b.chunk_streams = calloc(nchunks + 1, sizeof *b.chunk_streams);
-    if (!b.chunk_streams || collect_entries(&b, nchunks) < 0)
+    if (grow((void **)&bp->chunk_streams, &bp->chunk_streams_cap, nchunks + 1,
+             sizeof *bp->chunk_streams))
+        memset(bp->chunk_streams, 0, (nchunks + 1) * sizeof *bp->chunk_streams);
+    else
         goto out;
-    qsort(b.entries, b.nentries, sizeof *b.entries, cmp_entries);
+    if (collect_entries(bp, nchunks) < 0)
+        goto out;
+    qsort(bp->entries, bp->nentries, sizeof *bp->entries, cmp_entries);
     /* at most one request per entry; usually one per tenant */
-    loki_request *out = calloc(b.nentries + 1, sizeof *out);
+    loki_request *out = calloc(bp->nentries + 1, sizeof *out);
     if (!out)
         goto out;
     size_t n = 0;
     rc = 0;
-    for (size_t from = 0; from < b.nentries && rc == 0;) {
-        size_t to = request_end(&b, from);
+    for (size_t from = 0; from < bp->nentries && rc == 0;) {
+        size_t to = request_end(bp, from);
         loki_request *r = &out[n++];
-        count_request(&b, from, to, r);
-        span t = b.tenants[b.entries[from].tenant];
-        if (t.len && !(r->tenant = strndup(text_at(&b, t), t.len)))
+        count_request(bp, from, to, r);
+        span t = bp->tenants[bp->entries[from].tenant];
+        if (t.len && !(r->tenant = strndup(text_at(bp, t), t.len)))
             rc = DR_ENOMEM;
         if (rc == 0)
             rc = lay->format == LOKI_FORMAT_PROTOBUF
-                     ? encode_protobuf(&b, from, to, nchunks, &r->body, &r->raw_bytes)
-                     : encode_json(&b, from, to, &r->body, &r->raw_bytes);
+                     ? encode_protobuf(bp, from, to, nchunks, &r->body, &r->raw_bytes)
+                     : encode_json(bp, from, to, &r->body, &r->raw_bytes);
         from = to;
     }
     if (rc < 0) {
@@ -894,10 +969,9 @@ int loki_build(const loki_layout *lay, const dr_chunk *const *chunks, size_t nch
     }
     *reqs = out;
     *nreqs = n;
-    *stats = b.stats;
+    *stats = bp->stats;
     rc = 0;
 out:
-    builder_free(&b);
     return rc;
 }
 
