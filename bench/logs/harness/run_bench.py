@@ -26,6 +26,7 @@ replaced before the run (also exported as environment variables BENCH_<NAME>):
   {{TOKEN_FILE}}       {{RUN_DIR}}/token, a dummy service-account token
   {{LOG_DIR_DOTS}}     LOG_DIR without leading "/" and with "/" -> "." (for tag prefixes)
   {{FORMAT}}           cri or docker (the tree's line format, from manifest.json)
+  {{NODE_NAME}}        spec.nodeName of the sink's stub Kubernetes API pods (bench-node-1)
 
 Completion (--done):
   exit   the agent exits by itself when it has read everything (e.g. Fluent
@@ -62,6 +63,7 @@ sys.dont_write_bytecode = True  # keep the harness directory clean
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 GNU_TIME = "/usr/bin/time"
+STUB_NODE = "bench-node-1"  # the node of every pod of the sink's stub Kubernetes API
 
 
 def free_port():
@@ -209,7 +211,7 @@ class Sink:
                "--done-file", self.done_file, "--stats-file", self.stats_file,
                "--quiet-errors"]
         if manifest_path:
-            cmd += ["--manifest", manifest_path]
+            cmd += ["--manifest", manifest_path, "--node-name", STUB_NODE]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while not os.path.exists(self.port_file):
@@ -264,6 +266,8 @@ def setup_run(a, manifest, want_sink):
         "LOG_DIR_DOTS": data.strip("/").replace("/", "."),
         # on-disk format of the tree: cri or docker (also Fluent Bit's built-in parser names)
         "FORMAT": manifest.get("format", "cri"),
+        # the node of the stub API's pods (a kubernetes filter watching its node's pods)
+        "NODE_NAME": STUB_NODE,
     }
     cfg_path = ""
     if a.config:
@@ -454,6 +458,10 @@ def cmd_throughput(a):
             "sink_bytes_wire": sstats.get("bytes_wire"), "sink_errors": sstats.get("errors"),
             "sink_bytes_decoded": sstats.get("bytes_decoded"),  # drover's copy: decompressed size
             "sink_formats": sstats.get("formats"),
+            # drover's copy: requests to the sink's stub Kubernetes API, by verb
+            "k8s_requests": sstats.get("k8s_requests"), "k8s_gets": sstats.get("k8s_gets"),
+            "k8s_lists": sstats.get("k8s_lists"), "k8s_watches": sstats.get("k8s_watches"),
+            "k8s_no_token": sstats.get("k8s_no_token"),
             "run_dir": run_dir, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         results.append(rec)
@@ -517,6 +525,7 @@ def cmd_idle(a):
         "gnu_time_max_rss_kib": tm.get("max_rss_kib"), "ended": how,
         "other_cores": round(max(0, (busy1 - busy0) - (cpu1 - cpu0)) / float(hz) / elapsed, 2) if elapsed else None,
         "k8s_api_requests": sstats.get("k8s_requests"), "sink_records": sstats.get("records"),
+        "k8s_lists": sstats.get("k8s_lists"), "k8s_watches": sstats.get("k8s_watches"),  # drover's copy
         "run_dir": run_dir, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if a.results:

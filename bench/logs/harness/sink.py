@@ -31,10 +31,14 @@ bytes; used to check that CRI/docker partial lines were merged).  When the
 count reaches --expect it writes --done-file (JSON, with the wall-clock time
 `t_done`) once.  On SIGTERM/SIGINT it writes --stats-file and exits.
 
-Optional: --manifest MANIFEST.json makes it also answer the few Kubernetes API
-GETs that a metadata filter makes (GET /api/v1/namespaces/<ns>/pods/<pod>,
-GET /api/v1/namespaces/<ns>) with plausible objects built from the manifest,
-so an agent's kubernetes enrichment can run against 127.0.0.1.
+Optional: --manifest MANIFEST.json makes it also serve a stub Kubernetes API
+on 127.0.0.1 with plausible objects built from the manifest (pods with the uids
+and container ids of the tree's file names, all on node --node-name, and their
+namespaces): the GETs of one pod or namespace that a per-record metadata filter
+makes (GET /api/v1/namespaces/<ns>/pods/<pod>, GET /api/v1/namespaces/<ns>), and
+LIST + WATCH of pods (fieldSelector spec.nodeName=...) and namespaces, the way an
+informer-based filter works (see "the stub Kubernetes API" below).  Its requests
+are counted: k8s_gets, k8s_lists, k8s_watches (k8s_requests is their sum).
 
 GET /stats returns the current counters as JSON.  Python 3 stdlib only
 (plus `zstandard`, optional).
@@ -44,6 +48,7 @@ README.md next to it for what differs.
 """
 
 import argparse
+import base64
 import gzip
 import json
 import os
@@ -52,6 +57,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -77,7 +83,19 @@ class Counters:
         self.t_first = None
         self.t_last = None
         self.t_done = None
-        self.k8s_requests = 0
+        self.k8s_requests = 0      # every stub API request answered 200 (the sum of the next three)
+        self.k8s_gets = 0          # GETs of one object (Fluent Bit's lookups)
+        self.k8s_lists = 0         # LISTs, one per page
+        self.k8s_watches = 0       # WATCHes started
+        self.k8s_watch_events = 0  # events sent on watches (ADDED, BOOKMARK)
+        self.k8s_no_token = 0      # stub API requests without "Authorization: Bearer ..."
+
+    def k8s_count(self, verb, token):
+        with self.lock:
+            self.k8s_requests += 1
+            setattr(self, "k8s_" + verb, getattr(self, "k8s_" + verb) + 1)
+            if not token:
+                self.k8s_no_token += 1
 
     def snapshot(self):
         with self.lock:
@@ -88,7 +106,9 @@ class Counters:
                 "errors": self.errors, "error_samples": self.error_samples[:5],
                 "formats": dict(self.formats), "t_first": self.t_first,
                 "t_last": self.t_last, "t_done": self.t_done,
-                "k8s_requests": self.k8s_requests,
+                "k8s_requests": self.k8s_requests, "k8s_gets": self.k8s_gets,
+                "k8s_lists": self.k8s_lists, "k8s_watches": self.k8s_watches,
+                "k8s_watch_events": self.k8s_watch_events, "k8s_no_token": self.k8s_no_token,
             }
 
 
@@ -461,6 +481,32 @@ def _count_push_request(b, thr, strict):
     return n, lng
 
 
+# --- the stub Kubernetes API ---------------------------------------------------
+# Built from the manifest: one Pod per (namespace, pod) of the tree, with the uid
+# and container ids of its log files' names, all on one node (--node-name), and
+# one Namespace per namespace.  Objects never change during a run, so every
+# object gets a resourceVersion once, from one counter (as etcd's revision), and
+# a LIST answers the highest one.  Verbs:
+#
+#   GET   /api/v1/namespaces/<ns>/pods/<pod>, /api/v1/namespaces/<ns>   (one object)
+#   LIST  /api/v1/pods, /api/v1/namespaces/<ns>/pods, /api/v1/namespaces
+#         fieldSelector (pods: spec.nodeName, metadata.name, metadata.namespace,
+#         status.phase; namespaces: metadata.name, status.phase; = == !=),
+#         labelSelector (equality-based: k=v k==v k!=v k !k), limit + continue
+#   WATCH the same paths with watch=1|true: chunked newline-delimited JSON events.
+#         From resourceVersion "" or "0": an ADDED event per object first (the API's
+#         synthetic initial events); from a number: the objects newer than it (none
+#         after a LIST of the same collection).  Then, with allowWatchBookmarks=true,
+#         a BOOKMARK every --k8s-bookmark-interval seconds; the stream ends cleanly
+#         (last chunk) at timeoutSeconds (default 1800) or when the sink stops.
+#
+# Unsupported selectors, a malformed continue token or resourceVersion: 400 with a
+# Status object, as the API server answers.  Other query parameters are ignored.
+
+STUB_NODE = "bench-node-1"
+STUB_FIRST_RV = 1000
+
+
 def make_k8s_objects(manifest_path):
     pods = {}
     namespaces = set()
@@ -476,14 +522,14 @@ def make_k8s_objects(manifest_path):
     return pods, namespaces
 
 
-def pod_object(ns, name, info):
+def pod_object(ns, name, info, node=STUB_NODE, rv=None):
     app = re.sub(r"-[0-9a-f]{10}-[a-z0-9]{5}$|-\d+$", "", name)
     containers = [{"name": c, "image": "registry.example.com/%s:1.4.2" % c} for c, _ in info["containers"]]
     statuses = [{"name": c, "ready": True, "restartCount": 0,
                  "image": "registry.example.com/%s:1.4.2" % c,
                  "imageID": "registry.example.com/%s@sha256:%s" % (c, cid),
                  "containerID": "containerd://%s" % cid} for c, cid in info["containers"]]
-    return {
+    obj = {
         "kind": "Pod", "apiVersion": "v1",
         "metadata": {
             "name": name, "namespace": ns, "uid": info["uid"],
@@ -495,10 +541,191 @@ def pod_object(ns, name, info):
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": app + "-7d9f8b6c5",
                                  "uid": "00000000-0000-4000-8000-000000000001", "controller": True}],
         },
-        "spec": {"nodeName": "bench-node-1", "containers": containers, "serviceAccountName": "default"},
+        "spec": {"nodeName": node, "containers": containers, "serviceAccountName": "default"},
         "status": {"phase": "Running", "podIP": "10.244.1.23", "hostIP": "192.0.2.10",
                    "containerStatuses": statuses},
     }
+    if rv is not None:
+        obj["metadata"]["resourceVersion"] = str(rv)
+    return obj
+
+
+def namespace_object(ns, rv=None):
+    obj = {"kind": "Namespace", "apiVersion": "v1",
+           "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}, "annotations": {}}}
+    if rv is not None:
+        obj["metadata"]["resourceVersion"] = str(rv)
+        obj["metadata"]["uid"] = "00000000-0000-4000-9000-%012d" % rv
+        obj["spec"] = {"finalizers": ["kubernetes"]}
+        obj["status"] = {"phase": "Active"}
+    return obj
+
+
+class K8sError(Exception):
+    """An API error answered as a Status object."""
+
+    def __init__(self, code, reason, message):
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+def k8s_status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+_POD_FIELDS = {
+    "metadata.name": lambda o: o["metadata"]["name"],
+    "metadata.namespace": lambda o: o["metadata"]["namespace"],
+    "spec.nodeName": lambda o: o["spec"].get("nodeName", ""),
+    "status.phase": lambda o: o["status"].get("phase", ""),
+}
+_NAMESPACE_FIELDS = {
+    "metadata.name": lambda o: o["metadata"]["name"],
+    "status.phase": lambda o: o["status"].get("phase", ""),
+}
+
+
+def parse_field_selector(sel, fields):
+    """[(getter, want_equal, value)] of a fieldSelector; K8sError 400 when unsupported."""
+    reqs = []
+    for part in sel.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.match(r"^([^!=\s]+)\s*(==|=|!=)\s*(.*)$", part)
+        if not m:
+            raise K8sError(400, "BadRequest", "invalid field selector: %r" % part)
+        if m.group(1) not in fields:
+            raise K8sError(400, "BadRequest", "field label not supported: %s" % m.group(1))
+        reqs.append((fields[m.group(1)], m.group(2) != "!=", m.group(3).strip()))
+    return reqs
+
+
+def parse_label_selector(sel):
+    """[(key, op, value)] of an equality-based labelSelector; op is = != exists !exists."""
+    reqs = []
+    for part in sel.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.match(r"^([A-Za-z0-9._/-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)$", part)
+        if m:
+            reqs.append((m.group(1), "!=" if m.group(2) == "!=" else "=", m.group(3)))
+        elif re.match(r"^!\s*[A-Za-z0-9._/-]+$", part):
+            reqs.append((part[1:].strip(), "!exists", None))
+        elif re.match(r"^[A-Za-z0-9._/-]+$", part):
+            reqs.append((part, "exists", None))
+        else:  # set-based (in, notin) and anything else
+            raise K8sError(400, "BadRequest",
+                           "label selector %r: the stub API takes equality-based requirements only" % part)
+    return reqs
+
+
+def selected(obj, freqs, lreqs):
+    for get, eq, val in freqs:
+        if (get(obj) == val) != eq:
+            return False
+    labels = obj["metadata"].get("labels") or {}
+    for key, op, val in lreqs:
+        if op == "=" and labels.get(key) != val:
+            return False
+        if op == "!=" and labels.get(key) == val:
+            return False
+        if op == "exists" and key not in labels:
+            return False
+        if op == "!exists" and key in labels:
+            return False
+    return True
+
+
+class K8sStub:
+    """The objects and the verbs of the stub API (see the comment above)."""
+
+    def __init__(self, pods, namespaces, node=STUB_NODE, bookmark_interval=5.0):
+        self.node = node
+        self.bookmark_interval = bookmark_interval
+        self.stopping = threading.Event()
+        rv = STUB_FIRST_RV
+        self.namespaces = {}
+        for ns in sorted(namespaces):
+            rv += 1
+            self.namespaces[ns] = namespace_object(ns, rv)
+        self.pods = {}
+        for key in sorted(pods):
+            rv += 1
+            self.pods[key] = pod_object(key[0], key[1], pods[key], node, rv)
+        self.rv = rv  # the collections' resourceVersion: nothing changes after this
+
+    def collection(self, path):
+        """(kind, objects, field getters) of a LIST/WATCH path, or None."""
+        if path == "/api/v1/pods":
+            return "Pod", list(self.pods.values()), _POD_FIELDS
+        if path == "/api/v1/namespaces":
+            return "Namespace", list(self.namespaces.values()), _NAMESPACE_FIELDS
+        m = re.match(r"^/api/v1/namespaces/([^/]+)/pods$", path)
+        if m:
+            return "Pod", [o for (ns, _), o in self.pods.items() if ns == m.group(1)], _POD_FIELDS
+        return None
+
+    @staticmethod
+    def select(objs, fields, q):
+        freqs = parse_field_selector(q.get("fieldSelector", ""), fields)
+        lreqs = parse_label_selector(q.get("labelSelector", ""))
+        return [o for o in objs if selected(o, freqs, lreqs)]
+
+    def list(self, kind, objs, fields, q):
+        """The body of a LIST (one page)."""
+        objs = self.select(objs, fields, q)
+        start = 0
+        if q.get("continue"):
+            try:
+                tok = json.loads(base64.b64decode(q["continue"], validate=True))
+                start = int(tok["start"])
+                if tok["rv"] != self.rv or not 0 <= start <= len(objs):
+                    raise ValueError
+            except (ValueError, KeyError, TypeError):
+                raise K8sError(400, "BadRequest", "invalid continue token") from None
+        limit = q.get("limit", "")
+        try:
+            limit = int(limit) if limit else 0
+        except ValueError:
+            raise K8sError(400, "BadRequest", "invalid limit %r" % limit) from None
+        end = start + limit if limit > 0 else len(objs)
+        meta = {"resourceVersion": str(self.rv)}
+        if end < len(objs):
+            meta["continue"] = base64.b64encode(json.dumps({"rv": self.rv, "start": end}).encode()).decode()
+            meta["remainingItemCount"] = len(objs) - end
+        items = []
+        for o in objs[start:end]:  # a list's items carry no kind/apiVersion
+            items.append({k: v for k, v in o.items() if k not in ("kind", "apiVersion")})
+        return {"kind": kind + "List", "apiVersion": "v1", "metadata": meta, "items": items}
+
+    def watch_plan(self, kind, objs, fields, q):
+        """(initial events, bookmarks wanted, seconds until the stream ends) of a WATCH."""
+        objs = self.select(objs, fields, q)
+        rv = q.get("resourceVersion", "")
+        if rv in ("", "0"):
+            since = -1
+        else:
+            try:
+                since = int(rv)
+            except ValueError:
+                raise K8sError(400, "BadRequest", "invalid resourceVersion %r" % rv) from None
+        initial = [{"type": "ADDED", "object": o} for o in objs
+                   if int(o["metadata"]["resourceVersion"]) > since]
+        try:
+            timeout = float(q.get("timeoutSeconds") or 1800)
+        except ValueError:
+            raise K8sError(400, "BadRequest", "invalid timeoutSeconds") from None
+        bookmarks = q.get("allowWatchBookmarks", "") in ("true", "1")
+        return initial, bookmarks, max(0.0, timeout)
+
+    def bookmark(self, kind):
+        return {"type": "BOOKMARK",
+                "object": {"kind": kind, "apiVersion": "v1",
+                           "metadata": {"resourceVersion": str(self.rv)}}}
 
 
 def zstd_decompress(raw):
@@ -586,7 +813,7 @@ class Recorder:
         return None
 
 
-def build_handler(ctr, recorder, pods, namespaces):
+def build_handler(ctr, recorder, stub):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -637,30 +864,73 @@ def build_handler(ctr, recorder, pods, namespaces):
         do_PUT = do_POST
 
         def do_GET(self):
-            path = self.path.split("?", 1)[0].rstrip("/")
+            path, _, query = self.path.partition("?")
+            path = path.rstrip("/")
             if path == "/stats":
                 self._reply(200, json.dumps(ctr.snapshot()).encode())
                 return
             if path in ("/ready", "/healthz", "/readyz", ""):
                 self._reply(200, b"ok", "text/plain")
                 return
+            if stub is None or not path.startswith("/api/"):
+                self._reply(404, b'{"kind":"Status","status":"Failure","code":404}')
+                return
+            token = (self.headers.get("Authorization") or "").startswith("Bearer ")
+            q = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+            try:
+                coll = stub.collection(path)
+                if coll and q.get("watch") in ("1", "true"):
+                    plan = stub.watch_plan(*coll, q)
+                    ctr.k8s_count("watches", token)
+                    self._watch(coll[0], *plan)
+                    return
+                if coll:
+                    body = json.dumps(stub.list(*coll, q)).encode()
+                    ctr.k8s_count("lists", token)
+                    self._reply(200, body)
+                    return
+            except K8sError as e:
+                self._reply(e.code, json.dumps(k8s_status(e.code, e.reason, str(e))).encode())
+                return
             m = re.match(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)$", path)
-            if m and (m.group(1), m.group(2)) in pods:
-                with ctr.lock:
-                    ctr.k8s_requests += 1
-                obj = pod_object(m.group(1), m.group(2), pods[(m.group(1), m.group(2))])
-                self._reply(200, json.dumps(obj).encode())
+            if m and (m.group(1), m.group(2)) in stub.pods:
+                ctr.k8s_count("gets", token)
+                self._reply(200, json.dumps(stub.pods[(m.group(1), m.group(2))]).encode())
                 return
             m = re.match(r"^/api/v1/namespaces/([^/]+)$", path)
-            if m and m.group(1) in namespaces:
-                with ctr.lock:
-                    ctr.k8s_requests += 1
-                obj = {"kind": "Namespace", "apiVersion": "v1",
-                       "metadata": {"name": m.group(1), "labels": {"kubernetes.io/metadata.name": m.group(1)},
-                                    "annotations": {}}}
-                self._reply(200, json.dumps(obj).encode())
+            if m and m.group(1) in stub.namespaces:
+                ctr.k8s_count("gets", token)
+                self._reply(200, json.dumps(stub.namespaces[m.group(1)]).encode())
                 return
-            self._reply(404, b'{"kind":"Status","status":"Failure","code":404}')
+            self._reply(404, json.dumps(k8s_status(404, "NotFound", "%s not found" % path)).encode())
+
+        def _watch(self, kind, initial, bookmarks, timeout):
+            """A watch stream: chunked, one JSON event per line, ended cleanly."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            end = time.monotonic() + timeout
+            pending = initial
+            try:
+                while True:
+                    for ev in pending:
+                        data = json.dumps(ev).encode() + b"\n"
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                        with ctr.lock:
+                            ctr.k8s_watch_events += 1
+                    self.wfile.flush()
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
+                    wait = min(left, stub.bookmark_interval) if bookmarks else left
+                    if stub.stopping.wait(wait):
+                        break
+                    pending = [stub.bookmark(kind)] if bookmarks and time.monotonic() < end else []
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:  # the client went away
+                self.close_connection = True
 
     return Handler
 
@@ -675,6 +945,10 @@ def main(argv=None):
     ap.add_argument("--done-file", help="written (JSON) when --expect records have arrived")
     ap.add_argument("--stats-file", help="written (JSON) on SIGTERM/SIGINT")
     ap.add_argument("--manifest", help="gen_pods manifest.json: also serve a stub Kubernetes API")
+    ap.add_argument("--node-name", default=STUB_NODE,
+                    help="spec.nodeName of every pod of the stub API (default %(default)s)")
+    ap.add_argument("--k8s-bookmark-interval", type=float, default=5.0,
+                    help="seconds between BOOKMARK events on a watch that allows them")
     ap.add_argument("--quiet-errors", action="store_true")
     ap.add_argument("--strict", action="store_true",
                     help="fully parse Loki push bodies: JSON with json.loads, protobuf entry by entry "
@@ -685,13 +959,16 @@ def main(argv=None):
         sys.exit("sink: refusing to bind a non-loopback address")
 
     ctr = Counters(a.expect, a.long_threshold)
-    pods, namespaces = make_k8s_objects(a.manifest)
+    stub = None
+    if a.manifest:
+        stub = K8sStub(*make_k8s_objects(a.manifest), node=a.node_name,
+                       bookmark_interval=a.k8s_bookmark_interval)
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 128
     global STRICT
     STRICT = a.strict
     recorder = Recorder(ctr, a.done_file, a.quiet_errors)
-    srv = ThreadingHTTPServer((a.host, a.port), build_handler(ctr, recorder, pods, namespaces))
+    srv = ThreadingHTTPServer((a.host, a.port), build_handler(ctr, recorder, stub))
     port = srv.server_address[1]
     if a.port_file:
         with open(a.port_file + ".tmp", "w") as f:
@@ -699,6 +976,8 @@ def main(argv=None):
         os.rename(a.port_file + ".tmp", a.port_file)
 
     def stop(signum, frame):
+        if stub:
+            stub.stopping.set()  # open watches end cleanly
         threading.Thread(target=srv.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)

@@ -501,3 +501,217 @@ def test_sink_http_protobuf_snappy(sink_proc, snappyc):
     assert stats["bytes_decoded"] == len(body1) + len(body2)
     assert stats["errors"] == 2
     assert os.path.exists(done_file)
+
+
+# --- the stub Kubernetes API ----------------------------------------------------
+
+K8S_FILES = [  # per_file entries as gen_pods.py writes them (only the fields the stub reads)
+    ("payments", "checkout-api-59effaf74c-bbw5r", "b3fa635a-04db-44ac-a1dd-65f6034bfa92", "checkout-api"),
+    ("payments", "checkout-api-59effaf74c-bbw5r", "b3fa635a-04db-44ac-a1dd-65f6034bfa92", "istio-proxy"),
+    ("payments", "ledger-0", "0c2d7a1e-5b7e-4c1a-9d43-2f0f4e1a6b01", "ledger"),
+    ("search", "indexer-7c9d2e1f0a-x1y2z", "9e8d7c6b-5a49-4382-a716-151413121110", "indexer"),
+    ("kube-system", "coredns-5d78c9869d-abcde", "11111111-2222-4333-8444-555555555555", "coredns"),
+]
+
+
+def k8s_manifest(tmp_path):
+    per_file = [{"namespace": ns, "pod": pod, "uid": uid, "container": c,
+                 "container_id": "%064x" % (i + 1)} for i, (ns, pod, uid, c) in enumerate(K8S_FILES)]
+    p = tmp_path / "manifest.json"
+    p.write_text(json.dumps({"per_file": per_file}))
+    return str(p)
+
+
+@pytest.fixture
+def stub(tmp_path):
+    return sink.K8sStub(*sink.make_k8s_objects(k8s_manifest(tmp_path)), node="node-a", bookmark_interval=0.2)
+
+
+def stub_list(stub, path, **q):
+    return stub.list(*stub.collection(path), q)
+
+
+def test_stub_objects_follow_the_manifest(stub):
+    pods = stub_list(stub, "/api/v1/pods")
+    assert pods["kind"] == "PodList" and len(pods["items"]) == 4
+    by_uid = {p["metadata"]["uid"]: p for p in pods["items"]}
+    p = by_uid["b3fa635a-04db-44ac-a1dd-65f6034bfa92"]
+    assert p["metadata"]["namespace"] == "payments" and p["metadata"]["name"] == "checkout-api-59effaf74c-bbw5r"
+    assert [c["name"] for c in p["spec"]["containers"]] == ["checkout-api", "istio-proxy"]
+    assert [s["containerID"] for s in p["status"]["containerStatuses"]] == [
+        "containerd://%064x" % 1, "containerd://%064x" % 2]
+    assert p["spec"]["nodeName"] == "node-a" and p["status"]["podIP"]
+    assert p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+    assert "kind" not in p and "apiVersion" not in p  # as in a real list
+    # every object has its own resourceVersion, the list the highest
+    rvs = sorted(int(p["metadata"]["resourceVersion"]) for p in pods["items"])
+    assert len(set(rvs)) == 4 and pods["metadata"]["resourceVersion"] == str(stub.rv) and rvs[-1] == stub.rv
+    nss = stub_list(stub, "/api/v1/namespaces")
+    assert nss["kind"] == "NamespaceList"
+    assert [n["metadata"]["name"] for n in nss["items"]] == ["kube-system", "payments", "search"]
+    assert nss["items"][1]["metadata"]["labels"] == {"kubernetes.io/metadata.name": "payments"}
+    assert nss["metadata"]["resourceVersion"] == str(stub.rv)
+    ns_pods = stub_list(stub, "/api/v1/namespaces/payments/pods")
+    assert sorted(p["metadata"]["name"] for p in ns_pods["items"]) == [
+        "checkout-api-59effaf74c-bbw5r", "ledger-0"]
+    assert stub.collection("/api/v1/services") is None
+
+
+def test_stub_field_and_label_selectors(stub):
+    assert len(stub_list(stub, "/api/v1/pods", fieldSelector="spec.nodeName=node-a")["items"]) == 4
+    assert len(stub_list(stub, "/api/v1/pods", fieldSelector="spec.nodeName==node-a")["items"]) == 4
+    assert stub_list(stub, "/api/v1/pods", fieldSelector="spec.nodeName=node-b")["items"] == []
+    assert len(stub_list(stub, "/api/v1/pods", fieldSelector="spec.nodeName!=node-b")["items"]) == 4
+    one = stub_list(stub, "/api/v1/pods", fieldSelector="spec.nodeName=node-a,metadata.namespace=search")
+    assert [p["metadata"]["name"] for p in one["items"]] == ["indexer-7c9d2e1f0a-x1y2z"]
+    assert len(stub_list(stub, "/api/v1/pods", labelSelector="team=payments")["items"]) == 2
+    assert len(stub_list(stub, "/api/v1/pods", labelSelector="team!=payments,app")["items"]) == 2
+    assert stub_list(stub, "/api/v1/pods", labelSelector="!app")["items"] == []
+    assert len(stub_list(stub, "/api/v1/namespaces", fieldSelector="metadata.name=search")["items"]) == 1
+    for q in ({"fieldSelector": "spec.hostname=x"}, {"fieldSelector": "nonsense"},
+              {"labelSelector": "team in (a,b)"}):
+        with pytest.raises(sink.K8sError) as e:
+            stub_list(stub, "/api/v1/pods", **q)
+        assert e.value.code == 400
+    with pytest.raises(sink.K8sError):  # namespaces have no spec.nodeName
+        stub_list(stub, "/api/v1/namespaces", fieldSelector="spec.nodeName=node-a")
+
+
+def test_stub_list_pages(stub):
+    seen = []
+    q = {"limit": "3"}
+    pages = 0
+    while True:
+        page = stub_list(stub, "/api/v1/pods", **q)
+        pages += 1
+        assert page["metadata"]["resourceVersion"] == str(stub.rv)
+        seen += [p["metadata"]["uid"] for p in page["items"]]
+        if "continue" not in page["metadata"]:
+            break
+        assert page["metadata"]["remainingItemCount"] == 1
+        q = {"limit": "3", "continue": page["metadata"]["continue"]}
+    assert pages == 2 and len(seen) == len(set(seen)) == 4
+    assert "continue" not in stub_list(stub, "/api/v1/pods", limit="500")["metadata"]
+    for bad in ("bm90IGpzb24=", "%%%", base64_json({"rv": stub.rv - 1, "start": 1})):
+        with pytest.raises(sink.K8sError) as e:
+            stub_list(stub, "/api/v1/pods", limit="3", **{"continue": bad})
+        assert e.value.code == 400
+
+
+def base64_json(v):
+    import base64
+    return base64.b64encode(json.dumps(v).encode()).decode()
+
+
+def test_stub_watch_plan(stub):
+    coll = stub.collection("/api/v1/pods")
+    initial, bookmarks, timeout = stub.watch_plan(*coll, {"resourceVersion": str(stub.rv),
+                                                          "allowWatchBookmarks": "true",
+                                                          "timeoutSeconds": "7"})
+    assert initial == [] and bookmarks and timeout == 7  # nothing newer than the list
+    initial, bookmarks, timeout = stub.watch_plan(*coll, {"fieldSelector": "spec.nodeName=node-a"})
+    assert [e["type"] for e in initial] == ["ADDED"] * 4 and not bookmarks and timeout == 1800
+    assert initial[0]["object"]["kind"] == "Pod"  # watch objects carry their kind
+    newest = stub.watch_plan(*coll, {"resourceVersion": str(stub.rv - 1)})[0]
+    assert [e["object"]["metadata"]["resourceVersion"] for e in newest] == [str(stub.rv)]
+    with pytest.raises(sink.K8sError):
+        stub.watch_plan(*coll, {"resourceVersion": "abc"})
+    bm = stub.bookmark("Namespace")
+    assert bm == {"type": "BOOKMARK", "object": {"kind": "Namespace", "apiVersion": "v1",
+                                                 "metadata": {"resourceVersion": str(stub.rv)}}}
+
+
+@pytest.fixture
+def k8s_sink(tmp_path):
+    port_file = str(tmp_path / "port")
+    stats_file = str(tmp_path / "stats")
+    p = subprocess.Popen([sys.executable, "-B", os.path.join(HERE, "sink.py"), "--port", "0",
+                          "--port-file", port_file, "--stats-file", stats_file, "--quiet-errors",
+                          "--manifest", k8s_manifest(tmp_path), "--node-name", "node-a",
+                          "--k8s-bookmark-interval", "0.3"])
+    deadline = time.time() + 20
+    while not os.path.exists(port_file):
+        assert p.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    with open(port_file) as f:
+        port = int(f.read())
+    yield "http://127.0.0.1:%d" % port, p, stats_file
+    if p.poll() is None:
+        p.terminate()
+        p.wait(10)
+
+
+def get(url, token="bench-dummy-token", timeout=10):
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def test_sink_k8s_list_then_watch_like_an_informer(k8s_sink):
+    url, _p, _ = k8s_sink
+    # the requests drover's kubernetes filter makes, percent-encoding included
+    st, _, body = get(url + "/api/v1/pods?limit=500&fieldSelector=spec.nodeName%3Dnode-a")
+    assert st == 200
+    pods = json.loads(body)
+    assert sorted(p["metadata"]["uid"] for p in pods["items"]) == sorted({u for _, _, u, _ in K8S_FILES})
+    rv = pods["metadata"]["resourceVersion"]
+    st, _, body = get(url + "/api/v1/namespaces?limit=500")
+    assert st == 200 and len(json.loads(body)["items"]) == 3
+    t0 = time.monotonic()
+    st, headers, body = get(url + "/api/v1/pods?watch=1&allowWatchBookmarks=true&resourceVersion=%s"
+                            "&timeoutSeconds=1&fieldSelector=spec.nodeName%%3Dnode-a" % rv)
+    took = time.monotonic() - t0
+    # urllib reads the chunked body to its last chunk: the stream ended cleanly
+    assert st == 200 and headers["Transfer-Encoding"] == "chunked"
+    assert 0.9 <= took < 5
+    events = [json.loads(ln) for ln in body.decode().splitlines()]
+    assert events and {e["type"] for e in events} == {"BOOKMARK"}  # nothing new after the list
+    assert all(e["object"]["metadata"]["resourceVersion"] == rv for e in events)
+    assert 2 <= len(events) <= 4  # every 0.3 s for 1 s
+    # no bookmarks asked for: a silent stream, still ended at timeoutSeconds
+    st, _, body = get(url + "/api/v1/namespaces?watch=true&resourceVersion=%s&timeoutSeconds=0.5" % rv)
+    assert st == 200 and body == b""
+    # from resourceVersion 0: the synthetic ADDED events first
+    st, _, body = get(url + "/api/v1/pods?watch=1&resourceVersion=0&timeoutSeconds=0"
+                            "&fieldSelector=spec.nodeName%3Dnode-a")
+    assert [json.loads(ln)["type"] for ln in body.decode().splitlines()] == ["ADDED"] * 4
+    # errors as the API server answers them
+    st, _, body = get(url + "/api/v1/pods?fieldSelector=spec.host%3Dx")
+    assert st == 400 and json.loads(body)["kind"] == "Status"
+    st, _, body = get(url + "/api/v1/pods?watch=1&resourceVersion=x")
+    assert st == 400
+    # Fluent Bit's per-pod lookups are still served (same object as in the list)
+    st, _, body = get(url + "/api/v1/namespaces/payments/pods/ledger-0", token=None)
+    assert st == 200 and json.loads(body)["metadata"]["uid"] == "0c2d7a1e-5b7e-4c1a-9d43-2f0f4e1a6b01"
+    st, _, body = get(url + "/api/v1/namespaces/search")
+    assert st == 200 and json.loads(body)["kind"] == "Namespace"
+    assert get(url + "/api/v1/namespaces/payments/pods/nope")[0] == 404
+    with urllib.request.urlopen(url + "/stats") as r:
+        stats = json.load(r)
+    assert (stats["k8s_lists"], stats["k8s_watches"], stats["k8s_gets"]) == (2, 3, 2)
+    assert stats["k8s_requests"] == 7 and stats["k8s_no_token"] == 1
+    assert stats["k8s_watch_events"] == len(events) + 4
+
+
+def test_sink_k8s_watch_ends_when_the_sink_stops(k8s_sink):
+    url, p, stats_file = k8s_sink
+    import http.client
+    import signal
+    host, port = url[len("http://"):].split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.request("GET", "/api/v1/pods?watch=1&allowWatchBookmarks=true&resourceVersion=1&timeoutSeconds=600")
+    r = c.getresponse()
+    assert r.status == 200
+    r.readline()  # the first event: the stream is open
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    p.wait(10)
+    assert time.monotonic() - t0 < 5
+    with open(stats_file) as f:
+        stats = json.load(f)
+    assert stats["k8s_watches"] == 1 and stats["k8s_lists"] == 0
+    c.close()

@@ -11,7 +11,7 @@ AGENT_VERSION="$("$DROVER" --version 2>/dev/null | head -1)"
 # exec keeps drover itself the measured process.
 AGENT_CMD="bash -c 'if head -1 \"\$1\" | grep -q oneshot; then exec \"\$0\" --oneshot -c \"\$1\"; else exec \"\$0\" -c \"\$1\"; fi' $DROVER {{CONFIG}}"
 
-SCENARIOS="null null_poll loki loki_json http"
+SCENARIOS="null null_poll loki loki_json http k8s_loki k8s_loki_noparse"
 
 # tail -> null; --oneshot: the process exits once everything is read and
 # delivered (its checkpoints saved), so wall time includes the shutdown.
@@ -35,6 +35,16 @@ DONE_loki_json=sink
 # tail -> http output, NDJSON, uncompressed -> sink.py /ingest
 CONFIG_http=http.yaml
 DONE_http=sink
+
+# DaemonSet-like: tail -> kubernetes filter (LIST + WATCH of the sink's stub API,
+# {{SINK_URL}}, token {{TOKEN_FILE}}, node {{NODE_NAME}}) -> parse (JSON messages)
+# -> grep -> loki, protobuf + snappy -> sink.py; completion: the sink counted every
+# record. Our copy of the harness is needed (the shared sink has no LIST/WATCH).
+CONFIG_k8s_loki=k8s-loki.yaml
+DONE_k8s_loki=sink
+# variant (not in the default lists): the same without the parse filter
+CONFIG_k8s_loki_noparse=k8s-loki-noparse.yaml
+DONE_k8s_loki_noparse=sink
 
 # Idle: the 51 empty files of the idle tree, watched, no traffic; tail ->
 # loki, with the sink started to stand in for Loki.
