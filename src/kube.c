@@ -880,9 +880,7 @@ dr_kube_informer *dr_kube_watch(dr_kube *k, const char *path, const char *field_
     k->open_handles++;
     inf->next = k->informers;
     k->informers = inf;
-    inf->state = INF_LISTING;
-    inf_schedule(inf, 0);
-    inf->state = INF_LISTING;
+    inf_schedule(inf, 0); /* no resourceVersion yet: the timer starts with a LIST */
     return inf;
 }
 

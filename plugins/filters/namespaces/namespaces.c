@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "kube.h"
 
@@ -115,18 +116,10 @@ struct ns_state {
 
 /* ---- the table of namespaces ---------------------------------------------------------- */
 
-static uint64_t hash_name(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 static ns_entry **slot_of(ns_state *st, const char *name)
 {
     size_t mask = st->nslots - 1;
-    for (size_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
+    for (size_t i = dr_hash64(name, strlen(name)) & mask;; i = (i + 1) & mask) {
         if (!st->slots[i] || strcmp(st->slots[i]->name, name) == 0)
             return &st->slots[i];
     }
