@@ -30,6 +30,11 @@ const core_sources = [_][]const u8{
     "src/kube_meta.c",
     "src/kube.c",
     "src/regex.c",
+    "src/labels.c",
+    "src/expo.c",
+    "src/expo_proto.c",
+    "src/relabel.c",
+    "src/prw.c",
 };
 
 // In-tree plugins (registered in src/registry.c).
@@ -97,6 +102,11 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_multiline.c",
     "tests/unit/test_route.c",
     "tests/unit/test_dynamic_filters.c",
+    "tests/unit/test_labels.c",
+    "tests/unit/test_expo.c",
+    "tests/unit/test_expo_proto.c",
+    "tests/unit/test_relabel.c",
+    "tests/unit/test_prw.c",
 };
 
 const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
@@ -105,6 +115,9 @@ const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib", "libcurl", "libz
 // time, and the generated headers are on the include path.
 const proto_files = [_][]const u8{
     "loki_push.proto",
+    "prometheus_client.proto",
+    "prw1.proto",
+    "prw2.proto",
 };
 
 const asan_runtime = "/usr/lib/llvm-22/lib/clang/22/lib/linux/libclang_rt.asan-x86_64.so";
