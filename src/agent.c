@@ -335,6 +335,12 @@ static bool match_selects(const dr_strlist *match, const char *input_name)
     return false;
 }
 
+/* The kinds of data a plugin produces or handles (logs when it says none). */
+static uint32_t plugin_data(const dr_plugin *p)
+{
+    return p->data ? p->data : DR_DATA_LOGS;
+}
+
 static int build_routes(dr_agent *a)
 {
     for (size_t i = 0; i < a->nnodes; i++) {
@@ -345,8 +351,11 @@ static int build_routes(dr_agent *a)
         in->filters = calloc(a->nnodes, sizeof *in->filters);
         if (!in->routes || !in->filters)
             return DR_ENOMEM;
+        uint32_t produces = plugin_data(in->inst.plugin);
         for (size_t j = 0; j < a->nnodes; j++) {
             dr_node *n = a->nodes[j];
+            if (!(plugin_data(n->inst.plugin) & produces))
+                continue; /* a log filter or output never sees metrics, and back */
             if (n->kind == DR_OUTPUT && match_selects(&n->common.match, in->inst.name))
                 in->routes[in->nroutes++] = &n->out;
             if (n->kind == DR_FILTER && match_selects(&n->common.match, in->inst.name))
@@ -439,6 +448,12 @@ static void count_live_records(const dr_chunk *c, uint64_t *recs, uint64_t *byte
 {
     *recs = 0;
     *bytes = 0;
+    if (c->kind == DR_CHUNK_METRICS) {
+        /* samples are the records of a metric chunk */
+        *recs = c->nsamples;
+        *bytes = c->bytes;
+        return;
+    }
     for (uint32_t i = 0; i < c->nrecs; i++) {
         if (c->recs[i].flags & DR_REC_DROPPED)
             continue;
@@ -494,7 +509,7 @@ void dr_input_emit(dr_instance *input, dr_chunk *c)
 {
     c->input = input;
     c->bytes = dr_chunk_payload_bytes(c);
-    dr_counter_add(input->records_in, c->nrecs);
+    dr_counter_add(input->records_in, c->kind == DR_CHUNK_METRICS ? c->nsamples : c->nrecs);
     dr_counter_add(input->bytes_in, c->bytes);
     route_chunk(node_of(input), c, 0);
 }

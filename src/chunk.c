@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "drover/plugin.h"
+#include "series.h"
 
 typedef struct dr_arena_block {
     struct dr_arena_block *next;
@@ -53,6 +54,64 @@ dr_chunk *dr_chunk_new(dr_instance *input, size_t bytes_hint)
         c->mem += sizeof *c->blocks + cap;
     }
     return c;
+}
+
+dr_chunk *dr_chunk_new_metrics(dr_instance *input, dr_series_table *series)
+{
+    dr_chunk *c = dr_chunk_new(input, 0);
+    if (!c)
+        return NULL;
+    c->kind = DR_CHUNK_METRICS;
+    c->series = series;
+    return c;
+}
+
+/* Wire size of a sample as remote write sends it (a value and a
+ * timestamp), the "bytes" of a metric chunk that queues and metrics count. */
+#define SAMPLE_PAYLOAD_BYTES 16
+
+dr_sample *dr_chunk_add_sample(dr_chunk *c, dr_series *s, int64_t ts_ms, double value)
+{
+    if (c->nsamples == c->samples_cap) {
+        uint32_t cap = c->samples_cap ? c->samples_cap * 2 : 64;
+        dr_sample *v = realloc(c->samples, (size_t)cap * sizeof *v);
+        if (!v)
+            return NULL;
+        c->mem += (size_t)(cap - c->samples_cap) * sizeof *v;
+        c->samples = v;
+        c->samples_cap = cap;
+    }
+    dr_sample *smp = &c->samples[c->nsamples++];
+    smp->series = dr_series_ref(s);
+    smp->ts_ms = ts_ms;
+    smp->value = value;
+    smp->hist = NULL;
+    c->bytes += SAMPLE_PAYLOAD_BYTES;
+    return smp;
+}
+
+int dr_chunk_add_meta(dr_chunk *c, const char *family, size_t family_len, uint8_t type,
+                      const char *help, size_t help_len, const char *unit, size_t unit_len)
+{
+    if (c->nmetas == c->metas_cap) {
+        uint32_t cap = c->metas_cap ? c->metas_cap * 2 : 16;
+        dr_metric_meta *v = realloc(c->metas, (size_t)cap * sizeof *v);
+        if (!v)
+            return DR_ENOMEM;
+        c->mem += (size_t)(cap - c->metas_cap) * sizeof *v;
+        c->metas = v;
+        c->metas_cap = cap;
+    }
+    dr_metric_meta m;
+    m.family = dr_chunk_strdup(c, family, family_len);
+    m.help = dr_chunk_strdup(c, help ? help : "", help ? help_len : 0);
+    m.unit = dr_chunk_strdup(c, unit ? unit : "", unit ? unit_len : 0);
+    m.type = type;
+    if (!m.family || !m.help || !m.unit)
+        return DR_ENOMEM;
+    c->metas[c->nmetas++] = m;
+    c->bytes += family_len + (help ? help_len : 0) + (unit ? unit_len : 0);
+    return 0;
 }
 
 void *dr_chunk_alloc(dr_chunk *c, size_t n)
@@ -171,6 +230,10 @@ static void chunk_free(dr_chunk *c)
         dr_meta_unref(c->meta);
     if (c->kube)
         dr_kube_meta_unref(c->kube);
+    for (uint32_t i = 0; i < c->nsamples; i++)
+        dr_series_unref(c->series, c->samples[i].series);
+    free(c->samples);
+    free(c->metas);
     free(c->recs);
     free(c);
 }
@@ -201,6 +264,8 @@ void dr_chunk_release(dr_chunk *c)
 
 size_t dr_chunk_payload_bytes(const dr_chunk *c)
 {
+    if (c->kind == DR_CHUNK_METRICS)
+        return c->bytes; /* kept up to date as samples are added */
     size_t n = 0;
     for (uint32_t i = 0; i < c->nrecs; i++)
         n += c->recs[i].msg_len;

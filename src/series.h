@@ -29,10 +29,31 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "labels.h"
 
 typedef struct dr_series_table dr_series_table;
+
+/* Prometheus' staleness marker: a NaN with this exact bit pattern says a
+ * series ended (it disappeared from its target, or the target is gone).
+ * Every other NaN is an ordinary value. */
+#define DR_STALE_NAN_BITS 0x7ff0000000000002ull
+
+static inline double dr_stale_nan(void)
+{
+    uint64_t bits = DR_STALE_NAN_BITS;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+static inline bool dr_is_stale_nan(double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    return bits == DR_STALE_NAN_BITS;
+}
 
 typedef struct dr_series {
     uint64_t hash;          /* dr_labels_hash of the canonical label set */

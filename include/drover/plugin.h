@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define DR_PLUGIN_ABI 1
+#define DR_PLUGIN_ABI 2
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -105,7 +105,40 @@ typedef struct dr_record {
     dr_field *fields;
 } dr_record;
 
-typedef enum { DR_CHUNK_LOGS = 0 } dr_chunk_kind;
+typedef enum { DR_CHUNK_LOGS = 0, DR_CHUNK_METRICS = 1 } dr_chunk_kind;
+
+/* ---- metric samples ------------------------------------------------------- */
+
+/* A series of the agent's series table (src/series.h): an interned,
+ * canonical label set, reference-counted. */
+typedef struct dr_series dr_series;
+typedef struct dr_series_table dr_series_table;
+struct dr_native_hist;
+
+/* One sample of a metric chunk. The chunk holds one reference to the
+ * series for each sample. */
+typedef struct dr_sample {
+    dr_series *series;
+    int64_t ts_ms; /* milliseconds since the Unix epoch */
+    double value;  /* may be the staleness marker (dr_stale_nan) */
+    /* A native histogram sample, in the chunk's arena; NULL for a float
+     * sample (then `value` is the sample). */
+    const struct dr_native_hist *hist;
+} dr_sample;
+
+/* The metadata of a metric family (Prometheus' TYPE, HELP and UNIT), as a
+ * metric chunk carries it for remote write. Strings in the chunk's arena,
+ * NUL-terminated, "" when absent. */
+typedef struct dr_metric_meta {
+    const char *family;
+    const char *help;
+    const char *unit;
+    uint8_t type; /* dr_metric_type (src/expo.h), numbered as remote write's */
+} dr_metric_meta;
+
+/* What a plugin produces (inputs) or handles (filters and outputs), as a
+ * mask. 0 in dr_plugin.data means logs only. */
+enum { DR_DATA_LOGS = 1u << 0, DR_DATA_METRICS = 1u << 1 };
 
 /* ---- Kubernetes metadata ---------------------------------------------------- */
 
@@ -166,6 +199,13 @@ struct dr_chunk {
     dr_record *recs;
     uint32_t nrecs;
     uint32_t cap;
+    /* A metric chunk's samples and family metadata; `series` is the table
+     * its samples' series belong to. */
+    dr_sample *samples;
+    uint32_t nsamples, samples_cap;
+    dr_metric_meta *metas;
+    uint32_t nmetas, metas_cap;
+    dr_series_table *series;
     size_t bytes;       /* payload bytes (messages), for accounting */
     size_t mem;         /* memory it holds (arena, records, itself): what queues bound */
     int64_t created_ns; /* monotonic, for the oldest-queued age */
@@ -180,6 +220,15 @@ struct dr_chunk {
 /* A chunk of log records. `bytes_hint` sizes the first arena block
  * exactly (a chunk that copies one read takes no more than it needs). */
 dr_chunk *dr_chunk_new(dr_instance *input, size_t bytes_hint);
+/* A chunk of metric samples whose series belong to `series`. */
+dr_chunk *dr_chunk_new_metrics(dr_instance *input, dr_series_table *series);
+/* Appends a sample; the chunk takes a reference to `s`. NULL when out of
+ * memory (then it took none). */
+dr_sample *dr_chunk_add_sample(dr_chunk *c, dr_series *s, int64_t ts_ms, double value);
+/* Appends a family's metadata, copying the strings (lengths given; help and
+ * unit may be NULL). 0 or DR_ENOMEM. */
+int dr_chunk_add_meta(dr_chunk *c, const char *family, size_t family_len, uint8_t type,
+                      const char *help, size_t help_len, const char *unit, size_t unit_len);
 /* Memory that lives as long as the chunk (8-byte aligned). */
 void *dr_chunk_alloc(dr_chunk *c, size_t n);
 /* Adopts a malloc'd buffer so it is freed with the chunk. */
@@ -343,6 +392,10 @@ typedef struct dr_plugin {
     /* Frees everything; timers and handles must be closed before it
      * returns (the core runs the loop until they are). */
     void (*destroy)(dr_instance *inst);
+    /* DR_DATA_* this plugin produces (inputs) or handles (filters and
+     * outputs); 0 means logs. The core routes a chunk only to the filters
+     * and outputs that handle its kind, whatever their `match` says. */
+    uint32_t data;
 } dr_plugin;
 
 /* The chunks of a batch, oldest first. Chunks of one source (one

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent.h"
 #include "drover/plugin.h"
 #include "labels.h"
 #include "series.h"
@@ -146,5 +147,38 @@ void test_series_empty_set(void)
     CHECK_INT(s->nlabels, 0);
     dr_series_unref(t, s);
     dr_labels_free(&ls);
+    dr_series_table_free(t);
+}
+
+void test_series_metric_chunk_holds_refs(void)
+{
+    dr_series_table *t = dr_series_table_new(0);
+    dr_series *a, *b;
+    CHECK_INT(intern3(t, "up", "instance", "a", &a), 0);
+    CHECK_INT(intern3(t, "up", "instance", "b", &b), 0);
+    dr_chunk *c = dr_chunk_new_metrics(NULL, t);
+    CHECK(c != NULL);
+    CHECK_INT(c->kind, DR_CHUNK_METRICS);
+    for (int i = 0; i < 1000; i++)
+        CHECK(dr_chunk_add_sample(c, i % 2 ? a : b, 1000 + i, i) != NULL);
+    CHECK(dr_chunk_add_sample(c, a, 5000, dr_stale_nan()) != NULL);
+    CHECK_INT(dr_chunk_add_meta(c, "up", 2, 2, "1 if the target answered", 24, NULL, 0), 0);
+    CHECK_INT(c->nsamples, 1001);
+    CHECK_INT(c->nmetas, 1);
+    CHECK_STR(c->metas[0].help, "1 if the target answered");
+    CHECK_STR(c->metas[0].unit, "");
+    CHECK(dr_is_stale_nan(c->samples[1000].value));
+    CHECK(!dr_is_stale_nan(0.0 / 0.0));
+    CHECK_INT(a->refs, 1 + 501);
+    CHECK_INT(dr_chunk_payload_bytes(c), 1001 * 16 + 2 + 24);
+    CHECK(c->mem > 1001 * sizeof(dr_sample));
+    dr_series_unref(t, a);
+    dr_series_unref(t, b);
+    dr_series_stats st;
+    dr_series_table_stats(t, &st);
+    CHECK_INT(st.series, 2); /* the chunk still holds them */
+    dr_chunk_release(c);
+    dr_series_table_stats(t, &st);
+    CHECK_INT(st.series, 0);
     dr_series_table_free(t);
 }
