@@ -1380,6 +1380,7 @@ typedef union opt_value {
     bool b;
     int e;
     dr_strlist l;
+    const dr_cfg_node *node;
 } opt_value;
 
 typedef struct applier {
@@ -1462,6 +1463,9 @@ static void field_store(const dr_option *o, void *conf, opt_value *v)
         break;
     case DR_OPT_GROUP:
         break; /* flattened away before values are stored */
+    case DR_OPT_NODE:
+        *(const dr_cfg_node **)f = v->node;
+        break;
     }
 }
 
@@ -1484,6 +1488,8 @@ static const char *type_name(dr_opt_type t)
         return "one of a fixed set of words";
     case DR_OPT_GROUP:
         return "a map";
+    case DR_OPT_NODE:
+        return "a YAML value";
     }
     return "a value";
 }
@@ -1624,6 +1630,9 @@ static bool parse_option_text(const dr_option *o, const char *s, opt_value *v, c
         return false;
     case DR_OPT_GROUP:
         break; /* flattened away before values are parsed */
+    case DR_OPT_NODE:
+        snprintf(why, cap, "a structured option has no default text");
+        return false;
     }
     snprintf(why, cap, "unknown option type");
     return false;
@@ -1662,6 +1671,11 @@ static bool parse_option_list(applier *A, const dr_option *o, const dr_cfg_node 
 static void apply_node(applier *A, const dr_option *o, const dr_cfg_node *val, void *conf)
 {
     opt_value v = {0};
+    if (o->type == DR_OPT_NODE) {
+        v.node = val; /* the plugin reads it in its init */
+        field_store(o, conf, &v);
+        return;
+    }
     if (o->type == DR_OPT_STRLIST && val->type == DR_CFG_SEQ) {
         if (parse_option_list(A, o, val, &v))
             field_store(o, conf, &v);

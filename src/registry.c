@@ -70,6 +70,8 @@ static const char *type_name(dr_opt_type t)
         return "one of";
     case DR_OPT_GROUP:
         return "group";
+    case DR_OPT_NODE:
+        return "YAML";
     }
     return "?";
 }

@@ -316,6 +316,10 @@ typedef enum {
     DR_OPT_ENUM,     /* int: the index of the value in `choices` */
     DR_OPT_GROUP,    /* the options of `group`, filling the struct at `offset`
                         (keys prefixed with "name." unless name is "") */
+    DR_OPT_NODE,     /* const struct dr_cfg_node *: the YAML value as it is, for
+                        structures a table cannot say (Prometheus scrape_configs);
+                        NULL when absent; no default; valid for the instance's
+                        life (src/config.h reads it) */
 } dr_opt_type;
 
 typedef struct dr_strlist {

@@ -1332,3 +1332,39 @@ void test_config_garbage(void)
     CHECK(strstr(m, ": out of memory (a configuration may take at most 64 MiB once parsed)"));
     free(items);
 }
+
+/* A structured option hands the plugin the YAML value itself, any shape,
+ * with its position; absent, it is NULL. */
+void test_config_apply_node(void)
+{
+    typedef struct {
+        const dr_cfg_node *jobs;
+        const dr_cfg_node *other;
+        int64_t n;
+    } node_conf;
+    static const dr_option opts[] = {
+        {"scrape_configs", DR_OPT_NODE, offsetof(node_conf, jobs), NULL, 0, NULL, 0, 0, "jobs"},
+        {"other", DR_OPT_NODE, offsetof(node_conf, other), NULL, 0, NULL, 0, 0, "absent"},
+        {"n", DR_OPT_INT, offsetof(node_conf, n), "3", 0, NULL, 0, 0, "n"},
+        {0},
+    };
+    dr_cfg_errors e = {0};
+    dr_cfg_doc *d = dr_cfg_load_string("t.yaml",
+                                       "scrape_configs:\n"
+                                       "  - job_name: node\n"
+                                       "    static_configs: [{targets: ['a:9100']}]\n",
+                                       &e);
+    CHECK(d != NULL);
+    node_conf c = {0};
+    CHECK_INT(dr_cfg_apply(opts, dr_cfg_root(d), &c, "inputs[0]", NULL, &e), 0);
+    CHECK(c.jobs != NULL);
+    CHECK_INT(c.jobs->type, DR_CFG_SEQ);
+    CHECK_INT(c.jobs->n, 1);
+    CHECK_INT(c.jobs->line, 2);
+    CHECK_STR(dr_cfg_get(c.jobs->items[0], "job_name")->str, "node");
+    CHECK(c.other == NULL);
+    CHECK_INT(c.n, 3);
+    dr_cfg_free_conf(opts, &c);
+    dr_cfg_doc_free(d);
+    dr_cfg_errors_free(&e);
+}
