@@ -109,6 +109,7 @@ typedef struct http_req {
     bool (*on_data)(void *ctx, const char *data, size_t len);
     bool aborted; /* on_data asked to stop */
     int64_t retry_after_ms;
+    dr_buf hdrs;                 /* the header lines of the last response */
     char error[CURL_ERROR_SIZE]; /* curl's message, or ours */
 } http_req;
 
@@ -614,11 +615,42 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
     size_t len = size * n;
     char value[128];
     /* A status line starts a new response (after a 1xx): forget the last. */
-    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0)
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         q->retry_after_ms = -1;
-    else if (header_value(line, len, "Retry-After", value, sizeof value))
+        dr_buf_reset(&q->hdrs);
+        return len;
+    }
+    if (header_value(line, len, "Retry-After", value, sizeof value))
         q->retry_after_ms = parse_retry_after(value);
+    /* Keep the lines for dr_http_response_header; past the bound the rest
+     * are not kept (an answer that needs more is not one we read). */
+    if (q->hdrs.len + len <= DR_HTTP_MAX_HEADER_BYTES && dr_buf_reserve(&q->hdrs, len + 1) == 0)
+        dr_buf_append(&q->hdrs, line, len);
     return len;
+}
+
+bool dr_http_response_header(const dr_http_response *r, const char *name, const char **value,
+                             size_t *len)
+{
+    size_t nlen = strlen(name);
+    const char *p = r->headers, *end = r->headers ? r->headers + r->headers_len : NULL;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol ? eol + 1 : end;
+        size_t llen = (size_t)(next - p);
+        if (llen > nlen && p[nlen] == ':' && strncasecmp(p, name, nlen) == 0) {
+            const char *v = p + nlen + 1, *ve = next;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r' || ve[-1] == '\n'))
+                ve--;
+            *value = v;
+            *len = (size_t)(ve - v);
+            return true;
+        }
+        p = next;
+    }
+    return false;
 }
 
 /* ---- completing requests --------------------------------------------------------- */
@@ -630,6 +662,7 @@ static void req_free(http_req *q)
     curl_slist_free_all(q->headers);
     curl_slist_free_all(q->connect_to);
     dr_buf_free(&q->body);
+    dr_buf_free(&q->hdrs);
     free(q);
 }
 
@@ -650,6 +683,8 @@ static void finish_req(http_req *q, int status, const char *error, double total_
         .body_len = q->body.len,
         .body_truncated = q->truncated,
         .total_s = total_s,
+        .headers = q->hdrs.p ? q->hdrs.p : "",
+        .headers_len = q->hdrs.len,
     };
     if (q->body.p) {
         q->body.p[q->body.len] = '\0'; /* on_body kept room for it */

@@ -67,7 +67,18 @@ typedef struct dr_http_response {
     size_t body_len;
     bool body_truncated;
     double total_s; /* time the request took */
+    /* The header lines of the final answer ("Name: value\r\n" each), up
+     * to DR_HTTP_MAX_HEADER_BYTES; read them with dr_http_response_header. */
+    const char *headers;
+    size_t headers_len;
 } dr_http_response;
+
+#define DR_HTTP_MAX_HEADER_BYTES 16384
+
+/* The value of the first response header called `name` (any case), trimmed,
+ * not NUL-terminated. False when the answer has no such header. */
+bool dr_http_response_header(const dr_http_response *r, const char *name, const char **value,
+                             size_t *len);
 
 /* Called once per request, on the loop thread. The response lives only
  * during the call. */

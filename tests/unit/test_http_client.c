@@ -259,6 +259,8 @@ typedef struct result {
     bool truncated;
     bool nul_terminated;
     dr_http_verdict verdict;
+    char content_type[64];
+    char written[32];
 } result;
 
 static void on_done(void *ctx, const dr_http_response *r)
@@ -276,6 +278,13 @@ static void on_done(void *ctx, const dr_http_response *r)
     res->nul_terminated = r->body[r->body_len] == '\0';
     res->truncated = r->body_truncated;
     res->verdict = dr_http_classify(r);
+    const char *v;
+    size_t n;
+    res->content_type[0] = res->written[0] = '\0';
+    if (dr_http_response_header(r, "content-type", &v, &n))
+        snprintf(res->content_type, sizeof res->content_type, "%.*s", (int)n, v);
+    if (dr_http_response_header(r, "X-Prometheus-Remote-Write-Samples-Written", &v, &n))
+        snprintf(res->written, sizeof res->written, "%.*s", (int)n, v);
 }
 
 typedef struct env {
@@ -394,6 +403,24 @@ void test_http_client_no_content(void)
     CHECK(res.nul_terminated);
     CHECK_INT(res.verdict, DR_HTTP_OK);
     free(res.body);
+}
+
+void test_http_client_response_headers(void)
+{
+    result res = {0};
+    /* an interim 100 answer's headers are not the final answer's */
+    one_exchange("HTTP/1.1 100 Continue\r\nContent-Type: wrong\r\n\r\n"
+                 "HTTP/1.1 204 No Content\r\nContent-Type:  text/plain; version=0.0.4 \r\n"
+                 "X-Prometheus-Remote-Write-Samples-Written: 42\r\n\r\n",
+                 &res);
+    CHECK_INT(res.status, 204);
+    CHECK_STR(res.content_type, "text/plain; version=0.0.4");
+    CHECK_STR(res.written, "42");
+    free(res.body);
+    result none = {0};
+    one_exchange("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", &none);
+    CHECK_STR(none.content_type, "");
+    free(none.body);
 }
 
 void test_http_client_retry_after_seconds(void)
