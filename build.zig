@@ -111,7 +111,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_prw.c",
 };
 
-const system_libs = [_][]const u8{ "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
+const system_libs = [_][]const u8{ "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
 
 // Our own .proto files; protoc-c turns each into <name>.pb-c.[ch] at build
 // time, and the generated headers are on the include path.

@@ -11,6 +11,7 @@
  */
 #include "compress.h"
 
+#include <libdeflate.h>
 #include <limits.h>
 #include <snappy-c.h>
 #include <zlib.h>
@@ -131,4 +132,80 @@ const char *dr_compress_encoding(dr_compression c)
         return "snappy";
     }
     return NULL;
+}
+
+/* ---- gunzip ------------------------------------------------------------------ */
+
+/* Where to start sizing the output of a member: the size its trailer
+ * states (ISIZE, the size modulo 2^32), or four times the input when that
+ * is smaller (a trailer that wrapped, or lies), never above max_out. */
+static size_t first_guess(const unsigned char *p, size_t n, size_t max_out)
+{
+    size_t guess = n * 4;
+    if (n >= 18) {
+        uint32_t isize = (uint32_t)p[n - 4] | (uint32_t)p[n - 3] << 8 | (uint32_t)p[n - 2] << 16 |
+                         (uint32_t)p[n - 1] << 24;
+        if (isize > guess)
+            guess = isize;
+    }
+    if (guess < 4096)
+        guess = 4096;
+    return guess < max_out ? guess : max_out;
+}
+
+/* Inflates the member at the start of in[0..n) into out; *used says how
+ * many input bytes it took. */
+static int gunzip_member(struct libdeflate_decompressor *d, const unsigned char *in, size_t n,
+                         size_t room_left, dr_buf *out, size_t *used, dr_error *err)
+{
+    size_t avail = first_guess(in, n, room_left);
+    for (;;) {
+        if (dr_buf_reserve(out, avail + 1) < 0)
+            return DR_ENOMEM;
+        size_t got = 0;
+        enum libdeflate_result r = libdeflate_gzip_decompress_ex(
+            d, in, n, (unsigned char *)out->p + out->len, avail, used, &got);
+        if (r == LIBDEFLATE_SUCCESS) {
+            out->len += got;
+            return 0;
+        }
+        if (r != LIBDEFLATE_INSUFFICIENT_SPACE) {
+            dr_error_set(err, "gzip body is corrupt or truncated");
+            return DR_EINVAL;
+        }
+        if (avail >= room_left) {
+            dr_error_set(err, "gzip body inflates to more than %zu bytes", room_left);
+            return DR_EINVAL;
+        }
+        avail = avail * 2 < room_left ? avail * 2 : room_left;
+    }
+}
+
+int dr_gunzip(const void *in, size_t n, size_t max_out, dr_buf *out, dr_error *err)
+{
+    const unsigned char *p = in;
+    if (n < 18 || p[0] != 0x1f || p[1] != 0x8b) {
+        dr_error_set(err, "not a gzip body");
+        return DR_EINVAL;
+    }
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    if (!d)
+        return DR_ENOMEM;
+    size_t start_len = out->len;
+    int rc = 0;
+    while (n > 0 && rc == 0) {
+        size_t used = 0;
+        rc = gunzip_member(d, p, n, max_out - (out->len - start_len), out, &used, err);
+        p += used;
+        n -= used;
+        /* what follows a member is another member or nothing */
+        if (rc == 0 && n > 0 && (n < 18 || p[0] != 0x1f || p[1] != 0x8b)) {
+            dr_error_set(err, "gzip body has %zu trailing bytes", n);
+            rc = DR_EINVAL;
+        }
+    }
+    libdeflate_free_decompressor(d);
+    if (rc != 0)
+        out->len = start_len;
+    return rc;
 }

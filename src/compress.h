@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "drover/plugin.h"
 
 typedef enum {
     DR_COMPRESS_NONE = 0,
@@ -28,6 +29,15 @@ int dr_compress_snappy(const void *in, size_t n, dr_buf *out);
 
 /* Dispatches on `c`; DR_COMPRESS_NONE appends `in` unchanged. */
 int dr_compress(dr_compression c, const void *in, size_t n, dr_buf *out);
+
+/* Decompresses a gzip body (one member or several, as RFC 1952 allows)
+ * and appends the result to `out`, writing at most `max_out` bytes. A whole
+ * buffer at once, with libdeflate: several times faster than zlib's
+ * streaming inflate, which matters because every scrape body arrives
+ * gzip'ed. Returns 0; DR_EINVAL when `in` is not gzip or is corrupt, or
+ * when it inflates to more than max_out (err says which); DR_ENOMEM. On
+ * failure `out` keeps its previous length. */
+int dr_gunzip(const void *in, size_t n, size_t max_out, dr_buf *out, dr_error *err);
 
 /* The Content-Encoding header value: "gzip", "zstd", "snappy", or NULL for
  * DR_COMPRESS_NONE (send no header). */

@@ -175,3 +175,85 @@ void test_compress_encoding_names(void)
     CHECK_INT(b.len, 3);
     dr_buf_free(&b);
 }
+
+/* ---- dr_gunzip ---------------------------------------------------------------- */
+
+void test_gunzip_round_trip_and_members(void)
+{
+    /* 3 MiB of log-like text: more than 4x a small trailer guess */
+    dr_buf plain = {0}, gz = {0}, out = {0};
+    for (int i = 0; plain.len < 3u << 20; i++)
+        dr_buf_printf(&plain, "node_cpu_seconds_total{cpu=\"%d\",mode=\"idle\"} %d.5\n", i % 64, i);
+    CHECK_INT(dr_compress_gzip(plain.p, plain.len, &gz), 0);
+    dr_error err = {0};
+    dr_buf_puts(&out, "kept:");
+    CHECK_INT(dr_gunzip(gz.p, gz.len, 64u << 20, &out, &err), 0);
+    CHECK_INT(out.len, 5 + plain.len);
+    CHECK(memcmp(out.p + 5, plain.p, plain.len) == 0);
+
+    /* two members, as `cat a.gz b.gz` makes */
+    size_t one = gz.len;
+    CHECK_INT(dr_compress_gzip("second\n", 7, &gz), 0);
+    dr_buf_reset(&out);
+    CHECK_INT(dr_gunzip(gz.p, gz.len, 64u << 20, &out, &err), 0);
+    CHECK_INT(out.len, plain.len + 7);
+    CHECK(memcmp(out.p + plain.len, "second\n", 7) == 0);
+
+    /* over the bound: refused, out untouched */
+    dr_buf_reset(&out);
+    dr_buf_puts(&out, "x");
+    CHECK_INT(dr_gunzip(gz.p, one, 1u << 20, &out, &err), DR_EINVAL);
+    CHECK(strstr(err.msg, "more than") != NULL);
+    CHECK_INT(out.len, 1);
+    dr_buf_free(&plain);
+    dr_buf_free(&gz);
+    dr_buf_free(&out);
+}
+
+void test_gunzip_bad_input(void)
+{
+    dr_buf gz = {0}, out = {0};
+    dr_error err = {0};
+    CHECK_INT(dr_gunzip("plain text, not gzip at all", 27, 1024, &out, &err), DR_EINVAL);
+    CHECK(strstr(err.msg, "not a gzip") != NULL);
+    const char *text = "up 1\nup 2\nup 3\nup 4\nup 5\nup 6\nup 7\n";
+    CHECK_INT(dr_compress_gzip(text, strlen(text), &gz), 0);
+    /* every truncation fails cleanly */
+    for (size_t n = 0; n < gz.len; n++)
+        if (!CHECK_INT(dr_gunzip(gz.p, n, 1024, &out, &err), DR_EINVAL))
+            break;
+    /* a flipped byte in the deflate data or the CRC */
+    for (size_t i = 10; i < gz.len; i++) {
+        gz.p[i] ^= 0x55;
+        int rc = dr_gunzip(gz.p, gz.len, 1024, &out, &err);
+        gz.p[i] ^= 0x55;
+        if (!CHECK_INT(rc, DR_EINVAL))
+            break;
+    }
+    /* garbage after a member */
+    dr_buf_append(&gz, "junk", 4);
+    CHECK_INT(dr_gunzip(gz.p, gz.len, 1024, &out, &err), DR_EINVAL);
+    CHECK(strstr(err.msg, "trailing") != NULL);
+    CHECK_INT(out.len, 0);
+    dr_buf_free(&gz);
+    dr_buf_free(&out);
+}
+
+/* A real scrape body as node_exporter sent it gzip'ed. */
+void test_gunzip_scrape_fixture(void)
+{
+    size_t n;
+    char *gz = dt_read_file(dt_fixture("exposition/live-node-exporter-1.5.0.prom.gz"), &n);
+    CHECK(gz != NULL);
+    if (!gz)
+        return;
+    dr_buf out = {0};
+    dr_error err = {0};
+    CHECK_INT(dr_gunzip(gz, n, 16u << 20, &out, &err), 0);
+    CHECK(out.len > 50000);
+    CHECK(out.len > 6 && memcmp(out.p, "# HELP", 6) == 0);
+    CHECK(memmem(out.p, out.len, "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}", 43) != NULL);
+    CHECK(out.p[out.len - 1] == '\n');
+    free(gz);
+    dr_buf_free(&out);
+}
