@@ -34,6 +34,7 @@ const core_sources = [_][]const u8{
     "src/series.c",
     "src/expo.c",
     "src/expo_proto.c",
+    "src/md5.c",
     "src/relabel.c",
     "src/prw.c",
 };

@@ -68,6 +68,8 @@ dr_regex *dr_regex_compile(const char *pattern, unsigned flags, dr_error *err)
     uint32_t options = 0;
     if (flags & DR_REGEX_CASELESS)
         options |= PCRE2_CASELESS;
+    if (flags & DR_REGEX_DOLLAR_ENDONLY)
+        options |= PCRE2_DOLLAR_ENDONLY;
     /* Without UTF, a pattern may not switch it on with (*UTF): subjects are
      * bytes, and a UTF check on them would fail on any invalid byte. */
     options |= (flags & DR_REGEX_UTF) ? PCRE2_UTF | PCRE2_MATCH_INVALID_UTF : PCRE2_NEVER_UTF;

@@ -32,6 +32,8 @@ typedef struct dr_regex_match_data dr_regex_match_data;
 enum {
     DR_REGEX_CASELESS = 1u << 0, /* as (?i) */
     DR_REGEX_UTF = 1u << 1,      /* code points instead of bytes; invalid UTF-8 never matches */
+    DR_REGEX_DOLLAR_ENDONLY = 1u << 2, /* $ matches at the very end only, not before a final
+                                          newline (as in Go and RE2) */
 };
 
 /* Defaults of the limits (see dr_regex_set_limits). */
