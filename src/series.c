@@ -246,6 +246,17 @@ uint32_t dr_series_symbol_bound(const dr_series_table *t)
     return t->id_bound;
 }
 
+uint32_t dr_series_symbol_find(const dr_series_table *t, const char *p, size_t n)
+{
+    if (n > UINT32_MAX)
+        return DR_SERIES_NO_SYMBOL;
+    uint64_t h = symbol_hash(p, n);
+    for (const symbol *y = t->symbol_buckets[h & t->symbol_mask]; y; y = y->next)
+        if (y->hash == h && y->len == n && memcmp(y->s, p, n) == 0)
+            return y->id;
+    return DR_SERIES_NO_SYMBOL;
+}
+
 /* ---- series ----------------------------------------------------------------- */
 
 static void series_grow(dr_series_table *t)
@@ -379,6 +390,18 @@ void dr_series_label(const dr_series_table *t, const dr_series *s, uint32_t i, d
 {
     *name = dr_series_symbol(t, s->syms[2 * i]);
     *value = dr_series_symbol(t, s->syms[2 * i + 1]);
+}
+
+bool dr_series_label_views(const dr_series_table *t, const dr_series *s, dr_symbol_view *out)
+{
+    for (uint32_t i = 0; i < 2 * s->nlabels; i++) {
+        uint32_t id = s->syms[i];
+        if (id >= t->id_bound || !t->by_id[id])
+            return false;
+        out[i].s = t->by_id[id]->s;
+        out[i].len = t->by_id[id]->len;
+    }
+    return true;
 }
 
 int dr_series_labels(const dr_series_table *t, const dr_series *s, dr_labels *out)

@@ -98,10 +98,18 @@ dr_symbol_view dr_series_symbol(const dr_series_table *t, uint32_t id);
 /* One more than the highest symbol id in use (a bound for arrays indexed
  * by symbol id). */
 uint32_t dr_series_symbol_bound(const dr_series_table *t);
+/* The id of the symbol whose string is these bytes, or DR_SERIES_NO_SYMBOL
+ * when no series uses that string. Takes no reference. */
+#define DR_SERIES_NO_SYMBOL UINT32_MAX
+uint32_t dr_series_symbol_find(const dr_series_table *t, const char *p, size_t n);
 
 /* Label i of a series. */
 void dr_series_label(const dr_series_table *t, const dr_series *s, uint32_t i, dr_symbol_view *name,
                      dr_symbol_view *value);
+/* All labels of a series at once, name then value for each (2 * nlabels
+ * views into out), as encoders walk them. False when an id of the series
+ * has no symbol (a series not of this table). */
+bool dr_series_label_views(const dr_series_table *t, const dr_series *s, dr_symbol_view *out);
 /* The series' labels as a dr_labels of references into the table (valid
  * while the series is held). `out` is reset first. 0 or DR_ENOMEM. */
 int dr_series_labels(const dr_series_table *t, const dr_series *s, dr_labels *out);

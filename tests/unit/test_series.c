@@ -182,3 +182,30 @@ void test_series_metric_chunk_holds_refs(void)
     CHECK_INT(st.series, 0);
     dr_series_table_free(t);
 }
+
+/* dr_series_symbol_find and dr_series_label_views, which the remote-write
+ * encoders use: a string is found while a series uses it, and not after. */
+void test_series_symbol_find_and_views(void)
+{
+    dr_series_table *t = dr_series_table_new(0);
+    dr_series *a;
+    CHECK_INT(intern3(t, "up", "instance", "a:9100", &a), 0);
+    uint32_t id = dr_series_symbol_find(t, "a:9100", 6);
+    CHECK(id != DR_SERIES_NO_SYMBOL);
+    dr_symbol_view v = dr_series_symbol(t, id);
+    CHECK(v.s && v.len == 6 && memcmp(v.s, "a:9100", 6) == 0);
+    CHECK(dr_series_symbol_find(t, "a:910", 5) == DR_SERIES_NO_SYMBOL);
+    CHECK(dr_series_symbol_find(t, "a:91000", 7) == DR_SERIES_NO_SYMBOL);
+
+    /* canonical order: __name__, instance, job */
+    static const char *want[] = {"__name__", "up", "instance", "a:9100", "job", "node"};
+    dr_symbol_view views[6];
+    CHECK_INT(a->nlabels, 3);
+    CHECK(dr_series_label_views(t, a, views));
+    for (int i = 0; i < 6; i++)
+        CHECK_MEM(views[i].s, views[i].len, want[i], strlen(want[i]));
+
+    dr_series_unref(t, a);
+    CHECK(dr_series_symbol_find(t, "a:9100", 6) == DR_SERIES_NO_SYMBOL);
+    dr_series_table_free(t);
+}
