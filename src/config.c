@@ -545,6 +545,17 @@ static int substitute_ref(parser *P, const char *ref, size_t n, dr_buf *out, int
     return dr_buf_append(out, val, strlen(val)) < 0 ? DR_ENOMEM : 0;
 }
 
+/* True for the inside of ${12}: digits only. */
+static bool is_group_ref(const char *ref, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (ref[i] < '0' || ref[i] > '9')
+            return false;
+    return true;
+}
+
 /* The scalar's text with ${VAR} references replaced, in the arena. Errors
  * are recorded at the scalar's position; NULL only when out of memory. */
 static char *expand_env(parser *P, const char *s, size_t len, int line, int col)
@@ -579,6 +590,13 @@ static char *expand_env(parser *P, const char *s, size_t len, int line, int col)
             break;
         }
         size_t reflen = (size_t)(close - (s + i + 2));
+        if (is_group_ref(s + i + 2, reflen)) {
+            /* ${1}: a regex group in a relabel replacement pasted from a
+             * prometheus.yml; no environment variable is named so */
+            oom |= dr_buf_append(&out, s + i, reflen + 3) < 0;
+            i = (size_t)(close - s) + 1;
+            continue;
+        }
         oom |= substitute_ref(P, s + i + 2, reflen, &out, line, col) == DR_ENOMEM;
         i = (size_t)(close - s) + 1;
     }

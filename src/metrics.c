@@ -135,7 +135,7 @@ typedef struct series {
 
 struct family {
     hnode node; /* keyed by name */
-    dr_metric_type type;
+    dr_self_metric_kind type;
     char *name;
     char *help;
     series **list; /* in creation order */
@@ -308,8 +308,8 @@ static family *find_family(const dr_metrics *m, const char *name, uint64_t hash)
     return NULL;
 }
 
-static family *add_family(dr_metrics *m, const char *name, const char *help, dr_metric_type type,
-                          uint64_t hash)
+static family *add_family(dr_metrics *m, const char *name, const char *help,
+                          dr_self_metric_kind type, uint64_t hash)
 {
     if (grow_array((void **)&m->families, &m->famcap, m->nfamilies, sizeof(family *)) < 0)
         return NULL;
@@ -381,7 +381,7 @@ static series *add_series(dr_metrics *m, family *f, const labelset *ls, uint64_t
 }
 
 static series *get_or_create(dr_metrics *m, const char *name, const char *help,
-                             const char *const *labels, dr_metric_type type)
+                             const char *const *labels, dr_self_metric_kind type)
 {
     labelset ls;
     if (!m || !name || !valid_metric_name(name) || labelset_check(labels, &ls) < 0)
@@ -525,7 +525,7 @@ static int put_escaped(dr_buf *out, const char *s, bool quote)
 /* Formats a gauge value as Prometheus reads it: NaN, +Inf, -Inf, integral
  * values as plain integers, others in the shortest %g form that reads back
  * as the same double. */
-static void format_double(char *out, size_t size, double v)
+void dr_format_double(char *out, size_t size, double v)
 {
     if (isnan(v)) {
         snprintf(out, size, "NaN");
@@ -561,7 +561,7 @@ static int render_series(dr_buf *out, const family *f, const series *s)
     if (f->type == DR_METRIC_COUNTER)
         return dr_buf_printf(out, " %" PRIu64 "\n", s->v.counter.value) < 0 ? DR_ENOMEM : 0;
     char num[64];
-    format_double(num, sizeof num, s->v.gauge.value);
+    dr_format_double(num, sizeof num, s->v.gauge.value);
     return dr_buf_printf(out, " %s\n", num) < 0 ? DR_ENOMEM : 0;
 }
 

@@ -14,7 +14,7 @@
 
 typedef struct dr_metrics dr_metrics;
 
-typedef enum { DR_METRIC_COUNTER, DR_METRIC_GAUGE } dr_metric_type;
+typedef enum { DR_METRIC_COUNTER, DR_METRIC_GAUGE } dr_self_metric_kind;
 
 dr_metrics *dr_metrics_new(void);
 void dr_metrics_free(dr_metrics *m);
@@ -37,6 +37,11 @@ void dr_metrics_remove_hook(dr_metrics *m, dr_metrics_hook fn, void *ctx);
 /* Appends the text exposition: families in registration order, each with
  * # HELP and # TYPE, then its series. Returns 0 or DR_ENOMEM. */
 int dr_metrics_render(dr_metrics *m, dr_buf *out);
+
+/* Formats a sample value as Prometheus writes it: NaN, +Inf, -Inf,
+ * integral values as plain integers, others in the shortest %g form that
+ * reads back as the same double. `out` holds at least 32 bytes. */
+void dr_format_double(char *out, size_t size, double v);
 
 double dr_gauge_get(const dr_gauge *g);
 

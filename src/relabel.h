@@ -24,8 +24,9 @@
  *   missing; Go uses its own tables (they agree but for rare special cases).
  *
  * In the agent's own configuration files ${NAME} is an environment variable
- * (config.h), so a Prometheus "${1}" is written "$${1}" there and "$$" as
- * "$$$$"; "$1" needs no change.
+ * (config.h) but ${1} (digits) is left as it is, so a replacement pasted from
+ * a prometheus.yml works unchanged except for a named group, written
+ * "$${name}", and "$$", written "$$$$".
  */
 #ifndef DROVER_RELABEL_H
 #define DROVER_RELABEL_H

@@ -12,9 +12,29 @@
  * beside these at the top level; a field holding JSON is written as it is. Invalid UTF-8
  * becomes U+FFFD; the number of records that needed it is returned so that
  * the caller can count them.
+ *
+ * A metric chunk's samples are written one per line too:
+ *
+ *   {"time":"2026-12-06T10:00:00Z","name":"up","labels":{"job":"node"},"value":1}
+ *
+ * with "NaN", "+Inf" and "-Inf" as strings, "stale":true on a staleness
+ * marker, and a native histogram as "histogram":{count, sum, schema,
+ * zero_threshold, zero_count, negative_spans ([offset,length] pairs),
+ * negative_deltas (or _counts for a float histogram), positive_...}. The
+ * text style writes the exposition form `up{job="node"} 1 1796551200000`.
+ * Family metadata is not written.
  */
 #ifndef DROVER_NDJSON_H
 #define DROVER_NDJSON_H
+
+/* The paragraph of the plugin descriptions (file, stdout) on samples. */
+#define DR_NDJSON_METRICS_DOC                                                                      \
+    "Metric samples are written one per line too, "                                                \
+    "`{\"time\":\"2026-12-06T10:00:00Z\",\"name\":\"up\",\"labels\":{\"job\":\"node\"},"           \
+    "\"value\":1}` (`NaN`, `+Inf` and `-Inf` as strings, `\"stale\":true` on a staleness "         \
+    "marker, a native histogram as an object `histogram` with count, sum, schema, "                \
+    "zero_threshold, zero_count, spans and buckets); the `text` format writes them in the "        \
+    "exposition form `up{job=\"node\"} 1 1796551200000` (milliseconds)."
 
 #include <stdint.h>
 

@@ -746,15 +746,16 @@ void test_relabel_errors_all_reported(void)
 
 void test_relabel_in_agent_config(void)
 {
-    /* In the agent's own configuration ${...} names an environment
-     * variable, so a Prometheus ${1} is written $${1} there. */
+    /* In the agent's own configuration ${NAME} names an environment
+     * variable, but ${2} (digits: no variable is named so) stays as it is,
+     * so a pasted Prometheus replacement works; $${2} is the same. */
     dr_cfg_errors e = {0};
     dr_cfg_doc *doc = dr_cfg_load_string("t.yaml",
                                          "r:\n"
                                          "  - source_labels: [a]\n"
                                          "    regex: (.)(.*)\n"
                                          "    target_label: b\n"
-                                         "    replacement: $${2}-$1\n",
+                                         "    replacement: $${2}-$1-${2}\n",
                                          &e);
     CHECK_INT(e.n, 0);
     dr_relabel_rules *r = NULL;
@@ -765,7 +766,7 @@ void test_relabel_in_agent_config(void)
     CHECK_INT(dr_relabel_apply(r, &ls), 1);
     size_t n;
     const char *v = dr_labels_value(&ls, "b", 1, &n);
-    CHECK_MEM(v, n, "yz-x", 4);
+    CHECK_MEM(v, n, "yz-x-yz", 7);
     dr_labels_free(&ls);
     dr_relabel_free(r);
     dr_cfg_errors_free(&e);

@@ -33,7 +33,8 @@ static const dr_option file_options[] = {
     {"path", DR_OPT_STRING, offsetof(file_conf, path), NULL, DR_OPT_REQUIRED, NULL, 0, 0,
      "File to append to; created (mode 0644) if missing, its directory too."},
     {"format", DR_OPT_ENUM, offsetof(file_conf, format), "json", 0, file_formats, 0, 0,
-     "`json`: one JSON object per line (NDJSON). `text`: a readable line per record."},
+     "`json`: one JSON object per line (NDJSON). `text`: a readable line per record (per "
+     "sample: the exposition text form)."},
     {"fsync_interval", DR_OPT_DURATION, offsetof(file_conf, fsync_interval_ms), "1s", 0, NULL, 0,
      3600000,
      "How often written data is fsync'ed. A record counts as delivered when it is written "
@@ -179,6 +180,7 @@ const dr_plugin dr_plugin_file = {
     .abi = DR_PLUGIN_ABI,
     .name = "file",
     .kind = DR_OUTPUT,
+    .data = DR_DATA_LOGS | DR_DATA_METRICS,
     .description =
         "Appends records to a file, one JSON object per line (NDJSON):\n\n"
         "```\n{\"time\":\"2026-11-25T04:10:38.123456789Z\",\"stream\":\"stdout\","
@@ -188,7 +190,7 @@ const dr_plugin dr_plugin_file = {
         "U+FFFD and is counted in `drover_output_invalid_utf8_records_total`. A record is "
         "delivered (and its input may checkpoint past it) once it is written; see "
         "`fsync_interval`. When the file is renamed or removed (rotation), the output opens "
-        "the path again within a second.",
+        "the path again within a second.\n\n" DR_NDJSON_METRICS_DOC,
     .options = file_options,
     .conf_size = sizeof(file_conf),
     .init = file_init,

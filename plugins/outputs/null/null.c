@@ -16,8 +16,10 @@ const dr_plugin dr_plugin_null = {
     .abi = DR_PLUGIN_ABI,
     .name = "null",
     .kind = DR_OUTPUT,
-    .description = "Counts the records it is given (drover_output_records_total) and discards "
-                   "them. Every record counts as delivered, so inputs checkpoint past it.",
+    .data = DR_DATA_LOGS | DR_DATA_METRICS,
+    .description = "Counts the records (or metric samples) it is given "
+                   "(drover_output_records_total) and discards them. Every record counts as "
+                   "delivered, so inputs checkpoint past it.",
     .options = null_options,
     .conf_size = 0,
     .flush = null_flush,

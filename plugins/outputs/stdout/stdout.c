@@ -21,7 +21,8 @@ static const dr_option stdout_options[] = {
     {"format", DR_OPT_ENUM, offsetof(stdout_conf, format), "json", 0, stdout_formats, 0, 0,
      "`json`: one JSON object per line, as the file output writes. `text`: "
      "`<time> <namespace>/<pod>/<container> <stream>: <message>`, the message escaped so "
-     "that a record is always one line."},
+     "that a record is always one line; a metric sample as `name{labels} value "
+     "timestamp_ms`."},
     {0},
 };
 
@@ -88,7 +89,9 @@ const dr_plugin dr_plugin_stdout = {
     .abi = DR_PLUGIN_ABI,
     .name = "stdout",
     .kind = DR_OUTPUT,
-    .description = "Writes records to standard output, as NDJSON or as readable lines.",
+    .data = DR_DATA_LOGS | DR_DATA_METRICS,
+    .description =
+        "Writes records to standard output, as NDJSON or as readable lines. " DR_NDJSON_METRICS_DOC,
     .options = stdout_options,
     .conf_size = sizeof(stdout_conf),
     .init = stdout_init,
