@@ -8,6 +8,8 @@ DEB_PACKAGES=(
   pkg-config libuv1-dev libcurl4-openssl-dev librdkafka-dev libzstd-dev
   libprotobuf-c-dev protobuf-c-compiler libsnappy-dev libyaml-dev libpcre2-dev
   zlib1g-dev libdeflate-dev libssl-dev libclang-rt-22-dev time clang-format
+  # servers the end-to-end tests scrape and write to (their services are not started)
+  prometheus-node-exporter prometheus victoria-metrics
 )
 
 missing=()

@@ -53,5 +53,6 @@ echo "== end-to-end"
 # outside the checkout (scripts/servers/).
 LOKI_BIN=$(bash scripts/servers/loki.sh)
 KUBE_BIN_DIR=$(bash scripts/servers/kube.sh)
-export LOKI_BIN KUBE_BIN_DIR
+PROMETHEUS3_BIN=$(bash scripts/servers/prometheus3.sh)
+export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN
 python3 -m pytest -q tests/e2e

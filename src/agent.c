@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "series.h"
 #include "config.h"
 #include "metrics.h"
 
@@ -145,6 +146,7 @@ struct dr_agent {
     dr_counter *dropped_no_route;
     dr_output_rt *route_targets[64]; /* outputs route filters may send to */
     size_t nroute_targets;
+    dr_series_table *series; /* every metric series, made at first use */
 };
 
 static dr_node *node_of(dr_instance *inst)
@@ -172,6 +174,10 @@ const dr_option dr_agent_options[] = {
      3600000,
      "On SIGTERM, SIGINT or a reload: how long outputs may take to deliver what is queued. "
      "What is left is not checkpointed and is read again on the next start."},
+    {"max_series", DR_OPT_INT, offsetof(dr_agent_conf, max_series), "4000000", 0, NULL, 1,
+     1000000000,
+     "Most metric series the agent holds at once, over every scrape and queue. A sample of a "
+     "new series beyond it is dropped and counted (reason series_limit)."},
     {0},
 };
 
@@ -313,6 +319,13 @@ const char *dr_agent_data_dir(const dr_agent *a)
 const char *dr_agent_node_name(const dr_agent *a)
 {
     return a->conf.node_name;
+}
+
+dr_series_table *dr_agent_series(dr_agent *a)
+{
+    if (!a->series)
+        a->series = dr_series_table_new((uint32_t)a->conf.max_series);
+    return a->series;
 }
 
 const dr_agent_conf *dr_agent_get_conf(const dr_agent *a)
@@ -1530,6 +1543,8 @@ void dr_agent_free(dr_agent *a)
         node_free(n);
     }
     free(a->nodes);
+    /* last: the plugins and the chunks they held released their series */
+    dr_series_table_free(a->series);
     dr_cfg_free_conf(dr_agent_options, &a->conf);
     dr_cfg_doc_free(a->doc);
     free(a);

@@ -44,6 +44,7 @@ typedef struct dr_agent_conf {
     char *http_listen;
     int log_level;
     int64_t grace_period_ms;
+    int64_t max_series;
 } dr_agent_conf;
 
 /* Loads and validates a configuration and initialises its plugins, without

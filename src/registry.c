@@ -10,11 +10,13 @@
 #include "config.h"
 
 extern const dr_plugin dr_plugin_tail;
+extern const dr_plugin dr_plugin_prometheus_scrape;
 extern const dr_plugin dr_plugin_file;
 extern const dr_plugin dr_plugin_stdout;
 extern const dr_plugin dr_plugin_null;
 extern const dr_plugin dr_plugin_http;
 extern const dr_plugin dr_plugin_loki;
+extern const dr_plugin dr_plugin_remote_write;
 extern const dr_plugin dr_plugin_kubernetes;
 extern const dr_plugin dr_plugin_namespaces;
 extern const dr_plugin dr_plugin_grep;
@@ -27,10 +29,12 @@ extern const dr_plugin dr_plugin_multiline;
 extern const dr_plugin dr_plugin_route;
 
 static const dr_plugin *const builtin[] = {
-    &dr_plugin_tail,   &dr_plugin_file,     &dr_plugin_stdout,     &dr_plugin_null,
-    &dr_plugin_http,   &dr_plugin_loki,     &dr_plugin_kubernetes, &dr_plugin_namespaces,
-    &dr_plugin_grep,   &dr_plugin_modify,   &dr_plugin_parse,      &dr_plugin_redact,
-    &dr_plugin_sample, &dr_plugin_throttle, &dr_plugin_multiline,  &dr_plugin_route,
+    &dr_plugin_tail,         &dr_plugin_file,       &dr_plugin_stdout,
+    &dr_plugin_null,         &dr_plugin_http,       &dr_plugin_loki,
+    &dr_plugin_remote_write, &dr_plugin_kubernetes, &dr_plugin_namespaces,
+    &dr_plugin_grep,         &dr_plugin_modify,     &dr_plugin_parse,
+    &dr_plugin_redact,       &dr_plugin_sample,     &dr_plugin_throttle,
+    &dr_plugin_multiline,    &dr_plugin_route,      &dr_plugin_prometheus_scrape,
 };
 
 size_t dr_plugin_count(void)
@@ -101,8 +105,19 @@ int dr_plugin_describe(const dr_plugin *p, dr_buf *out)
 {
     static const char *const kinds[] = {"input", "filter", "output"};
     dr_buf_printf(out, "# %s (%s)\n\n%s\n\n", p->name, kinds[p->kind], p->description);
+    unsigned data = p->data ? p->data : DR_DATA_LOGS;
+    dr_buf_printf(out, "%s: %s.\n\n", p->kind == DR_INPUT ? "Produces" : "Handles",
+                  data == (DR_DATA_LOGS | DR_DATA_METRICS) ? "log records and metric samples"
+                  : data == DR_DATA_METRICS                ? "metric samples"
+                                                           : "log records");
     dr_buf_puts(out, "## Options\n\n");
     describe_options(p->options, out);
+    for (const dr_option *o = p->options; o && o->name; o++) {
+        if (o->type != DR_OPT_NODE || !o->group)
+            continue;
+        dr_buf_printf(out, "\n### Keys of each `%s` entry\n\n", o->name);
+        describe_options(o->group, out);
+    }
     dr_buf_printf(out, "\n## Options every %s has\n\n", kinds[p->kind]);
     describe_options(p->kind == DR_INPUT    ? dr_common_input_options
                      : p->kind == DR_FILTER ? dr_common_filter_options

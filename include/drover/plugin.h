@@ -319,7 +319,8 @@ typedef enum {
     DR_OPT_NODE,     /* const struct dr_cfg_node *: the YAML value as it is, for
                         structures a table cannot say (Prometheus scrape_configs);
                         NULL when absent; no default; valid for the instance's
-                        life (src/config.h reads it) */
+                        life (src/config.h reads it); `group` may name the
+                        keys each entry takes, for --describe and the docs */
 } dr_opt_type;
 
 typedef struct dr_strlist {
@@ -450,6 +451,9 @@ struct dr_instance {
 /* Agent-wide settings a plugin may read. */
 const char *dr_agent_data_dir(const dr_agent *a);
 const char *dr_agent_node_name(const dr_agent *a);
+/* The agent's series table (src/series.h), shared by every metrics plugin;
+ * NULL when it cannot be made (out of memory). */
+dr_series_table *dr_agent_series(dr_agent *a);
 
 /* Inputs: true while every output fed by this input has room. An input
  * checks before each read and stops reading when it is false; the core

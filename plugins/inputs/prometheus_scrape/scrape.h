@@ -1,0 +1,185 @@
+/*
+ * The prometheus_scrape input: the model shared by its files.
+ *
+ *   scrape.c   the plugin: options, start and stop, the self-metrics
+ *   job.c      one scrape_configs entry: its settings, as Prometheus reads
+ *              them, and the targets its discovery yields (target labels
+ *              before and after relabel_configs, the scrape URL)
+ *   target.c   one target: its timer, the request, decoding and parsing
+ *              the body, the series cache, staleness, the report series
+ *   cache.c    the series cache of a target (cache.h)
+ *   file_sd.c  file_sd_configs: target groups read from files
+ *
+ * Everything runs on the loop thread.
+ */
+#ifndef DROVER_SCRAPE_H
+#define DROVER_SCRAPE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "cache.h"
+#include "config.h"
+#include "drover/plugin.h"
+#include "expo.h"
+#include "http_client.h"
+#include "labels.h"
+#include "relabel.h"
+
+typedef struct scrape_input scrape_input;
+typedef struct scrape_job scrape_job;
+typedef struct scrape_target scrape_target;
+
+/* Exposition formats a job asks for, in its order of preference, as
+ * Prometheus' scrape_protocols names them. */
+typedef enum {
+    PROTO_PROMETHEUS_PROTO,
+    PROTO_OPENMETRICS_1_0_0,
+    PROTO_OPENMETRICS_0_0_1,
+    PROTO_PROMETHEUS_TEXT_1_0_0,
+    PROTO_PROMETHEUS_TEXT_0_0_4,
+    PROTO_COUNT,
+} scrape_protocol;
+
+/* One target group: the addresses and the labels they share, from a
+ * static_configs entry or a file_sd file. */
+typedef struct target_group {
+    dr_strlist targets;
+    dr_labels labels; /* owns its bytes */
+    char *source;     /* the file it came from (file_sd), else NULL */
+} target_group;
+
+/* A file_sd_configs entry: the file patterns, and the groups last read. */
+typedef struct file_sd {
+    dr_strlist patterns;
+    int64_t refresh_ms;
+    int64_t next_read_ms; /* monotonic */
+    uint64_t fingerprint; /* of the files' names, sizes and times last read */
+    target_group *groups;
+    size_t ngroups;
+    char *last_error;
+} file_sd;
+
+/* How many targets one job may have: a bound on what discovery can make
+ * the agent do. */
+#define SCRAPE_MAX_TARGETS_PER_JOB 10000u
+
+struct scrape_job {
+    scrape_input *in;
+    char *name; /* job_name */
+    int64_t interval_ms, timeout_ms;
+    char *metrics_path, *scheme;
+    dr_labels params; /* query parameters (a name may repeat) */
+    bool honor_labels, honor_timestamps, track_timestamps_staleness, enable_compression;
+    uint64_t sample_limit, label_limit, label_name_length_limit, label_value_length_limit;
+    uint64_t body_size_limit;
+    scrape_protocol protocols[PROTO_COUNT];
+    size_t nprotocols;
+    bool has_fallback;
+    dr_expo_format fallback;
+    char *accept; /* the Accept header the protocols make */
+    dr_relabel_rules *relabel, *metric_relabel;
+    dr_http_client_conf http_conf;
+    dr_http_client *http;
+    target_group *static_groups;
+    size_t nstatic_groups;
+    file_sd *file_sds;
+    size_t nfile_sds;
+    scrape_target *targets; /* the live targets (a list) */
+    size_t ntargets;
+    size_t ndropped_targets; /* relabel_configs dropped them at the last sync */
+};
+
+/* What a target's last scrape came to (its "health", as Prometheus'
+ * targets page shows it). */
+typedef struct scrape_health {
+    bool up;
+    char error[256]; /* why the last scrape failed, "" when it did not */
+    int64_t last_ms; /* when it started, Unix ms; 0 before the first */
+    double duration_s;
+    uint64_t samples_scraped, samples_post_relabel, series_added;
+} scrape_health;
+
+struct scrape_target {
+    scrape_target *next;
+    scrape_job *job;
+    uint64_t hash;        /* of the final labels and the URL: the identity */
+    dr_labels labels;     /* the target's labels (job, instance, ...), canonical */
+    dr_labels discovered; /* before relabel_configs */
+    char *url;
+    int64_t interval_ms, timeout_ms;
+    uv_timer_t timer;
+    bool timer_started;
+    bool inflight;
+    bool removed;     /* no longer discovered: its scrape ends with staleness */
+    bool ever_ok;     /* a scrape succeeded since the cache last emptied */
+    int64_t start_ms; /* the scrape in flight started (Unix ms) */
+    int64_t start_mono_ns;
+    scrape_cache cache;
+    uint32_t iter;        /* scrapes done; the cache's notion of "this scrape" */
+    dr_series *report[5]; /* up, scrape_duration_seconds, ... (held) */
+    int64_t meta_sent_ms; /* when the families' metadata last went out */
+    dr_buf body;          /* the decompressed body (reused) */
+    scrape_health health;
+};
+
+/* The input: its jobs and what they share. */
+struct scrape_input {
+    dr_instance *inst;
+    int64_t default_interval_ms, default_timeout_ms;
+    int64_t metadata_interval_ms;
+    scrape_job *jobs;
+    size_t njobs;
+    dr_series_table *series;
+    uv_timer_t sd_timer; /* re-reads file_sd files */
+    bool sd_timer_started;
+    bool stopping;
+    size_t closing; /* handles still closing */
+    /* self-metrics */
+    dr_counter *scrapes, *skipped, *samples, *stale_markers, *targets_dropped;
+    dr_gauge *targets_active;
+};
+
+/* ---- job.c ---- */
+
+/* Parses one scrape_configs entry into `job` (zeroed by the caller).
+ * Errors go to errs with their positions; returns the number added. */
+/* The keys of one scrape_configs entry (also what --describe lists). */
+extern const dr_option scrape_job_options[];
+
+int job_parse(scrape_input *in, const dr_cfg_node *map, const char *path, scrape_job *job,
+              dr_cfg_errors *errs);
+void job_free(scrape_job *job);
+/* Starts the job's HTTP client. 0 or a DR_E* code with err. */
+int job_start(scrape_job *job, dr_error *err);
+/* Recomputes the job's targets from its groups: new targets start, gone
+ * ones stop (with staleness markers), unchanged ones keep their state. */
+void job_sync_targets(scrape_job *job);
+/* Parses a list of target groups (a static_configs value, or a file_sd
+ * file's content) into groups. 0, or the number of errors added. */
+int groups_parse(const dr_cfg_node *list, const char *path, const char *source, target_group **out,
+                 size_t *nout, dr_cfg_errors *errs);
+void groups_free(target_group *g, size_t n);
+
+/* ---- target.c ---- */
+
+/* A new target (its labels and URL set by the job); not started. */
+scrape_target *target_new(scrape_job *job);
+/* Starts its timer, at its offset within the interval. */
+int target_start(scrape_target *t);
+/* Stops scraping. With `stale`, the series of its last scrape get
+ * staleness markers (a target that went away). Frees the target once its
+ * handles are closed and its scrape in flight has ended. */
+void target_stop(scrape_target *t, bool stale);
+
+/* ---- file_sd.c ---- */
+
+int file_sd_parse(const dr_cfg_node *map, const char *path, file_sd *out, dr_cfg_errors *errs);
+void file_sd_free(file_sd *sd);
+/* Reads the files again when they changed or the refresh interval passed.
+ * True when the groups changed. */
+bool file_sd_refresh(scrape_job *job, file_sd *sd, bool force);
+
+#endif

@@ -1,0 +1,302 @@
+"""The remote_write output against real receivers on 127.0.0.1: Prometheus
+2.42 (Debian, remote write 1.0), VictoriaMetrics 1.79 (Debian) and
+Prometheus 3 (remote write 2.0, built once by scripts/servers/prometheus3.sh).
+
+drover scrapes targets (recorded payloads served by the test, Debian's
+node-exporter) and writes to a receiver and, beside it, to the file output:
+the file says exactly which samples drover produced, and every one of them
+must be in the receiver with its labels (plus the external labels), its
+timestamp and its value, and nothing else. Also: a receiver down for 60 s
+(nothing lost, then caught up), a 400 answer (dropped and counted, not
+retried), staleness reaching the receiver, write_relabel_configs, 2.0 and
+the fall back to 1.0 on 415.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+from drover_e2e import HOST, OutputFile, wait_until, yaml_str
+from metrics_servers import (Answer, node_exporter, payloads, prometheus,  # noqa: F401
+                             read_fixture, record_value, start_prometheus3, victoria)
+
+
+def config(tmp_path, jobs: str, write_url: str, *, rw_extra: str = "",
+           interval: str = "1s") -> tuple[str, str]:
+    out = os.path.join(str(tmp_path), "samples.ndjson")
+    cfg = (
+        "agent:\n"
+        "  data_dir: %(data)s\n"
+        "  http:\n"
+        "    listen: %(listen)s\n"
+        "  grace_period: 10s\n"
+        "  log_level: debug\n"
+        "inputs:\n"
+        "  - name: scrape\n"
+        "    type: prometheus_scrape\n"
+        "    scrape_interval: %(interval)s\n"
+        "    scrape_timeout: %(interval)s\n"
+        "    scrape_configs:\n"
+        "%(jobs)s"
+        "outputs:\n"
+        "  - name: rw\n"
+        "    type: remote_write\n"
+        "    match: scrape\n"
+        "    url: %(url)s\n"
+        "    batch_send_deadline: 200ms\n"
+        "    min_backoff: 100ms\n"
+        "    max_backoff: 1s\n"
+        "%(rw_extra)s"
+        "  - name: copy\n"
+        "    type: file\n"
+        "    match: scrape\n"
+        "    path: %(out)s\n"
+    ) % {"data": yaml_str(os.path.join(str(tmp_path), "data")), "listen": yaml_str(HOST + ":0"),
+         "interval": interval, "jobs": _indent(jobs, 6), "url": yaml_str(write_url),
+         "rw_extra": _indent(rw_extra, 4) if rw_extra.strip() else "", "out": yaml_str(out)}
+    path = os.path.join(str(tmp_path), "drover.yaml")
+    with open(path, "w") as f:
+        f.write(cfg)
+    return path, out
+
+
+def _indent(text: str, n: int) -> str:
+    return "".join(" " * n + l + "\n" for l in text.strip("\n").splitlines())
+
+
+def produced(out: str, *, extra_labels: dict = None) -> dict[str, list[tuple[int, float]]]:
+    """What drover produced, from the file output: {series: [(ts_ms, value)]},
+    staleness markers left out (receivers keep them but do not show them)."""
+    f = OutputFile(out)
+    f.read()
+    series = {}
+    for r in f.records:
+        if r.get("stale"):
+            continue
+        labels = dict(r["labels"])
+        labels["__name__"] = r["name"]
+        labels.update(extra_labels or {})
+        ts = int(round(_ts_ms(r["time"])))
+        series.setdefault(json.dumps(labels, sort_keys=True), []).append((ts, record_value(r)))
+    for v in series.values():
+        v.sort()
+    return series
+
+
+def _ts_ms(rfc3339: str) -> float:
+    import datetime
+    base, frac = rfc3339.rstrip("Z").split(".")
+    t = datetime.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return t.timestamp() * 1000 + int(frac[:3])
+
+
+def same_samples(a: list, b: list, rel: float = 0.0) -> bool:
+    if len(a) != len(b):
+        return False
+    for (ta, va), (tb, vb) in zip(a, b):
+        if ta != tb:
+            return False
+        if va == vb or (math.isnan(va) and math.isnan(vb)):
+            continue
+        if not (rel and math.isclose(va, vb, rel_tol=rel)):
+            return False
+    return True
+
+
+# VictoriaMetrics keeps about 12 significant decimal digits of a value
+# (its storage converts floats to decimal mantissas): 1796585964.5536885
+# comes back as 1796585964.55369.
+VM_REL = 1e-11
+
+
+def wait_sent(d, timeout: float = 30.0) -> None:
+    """Until the output has nothing pending and has sent something."""
+    def done():
+        m = d.metrics()
+        return (m.get("drover_remote_write_samples_pending", name="rw") == 0 and
+                m.get("drover_remote_write_samples_total", name="rw") > 0)
+    wait_until(done, timeout, what="remote write to drain")
+
+
+def compare(want: dict, got: dict, rel: float = 0.0) -> None:
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    assert not missing, "%d series missing, e.g. %s" % (len(missing), missing[:3])
+    assert not extra, "%d unexpected series, e.g. %s" % (len(extra), extra[:3])
+    bad = [k for k in want if not same_samples(want[k], got[k], rel)]
+    assert not bad, "%d series differ, e.g. %s: want %s got %s" % (
+        len(bad), bad[0], want[bad[0]][:5], got[bad[0]][:5])
+
+
+def compare_eventually(want: dict, read, timeout: float = 15.0, rel: float = 0.0) -> None:
+    """compare(), giving a receiver that makes new samples searchable a
+    little later (VictoriaMetrics) the time to."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        try:
+            compare(want, got, rel)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
+def stop_scraping(d) -> None:
+    """SIGTERM: the last scrapes are written before drover exits."""
+    assert d.stop() == 0
+
+
+def test_scrape_to_prometheus_exactly(start_drover, payloads, prometheus, tmp_path):
+    payloads.set("/metrics", Answer(read_fixture("exposition/live-prometheus-2.42.0-self.prom"),
+                                    gzip_body=True))
+    cfg, out = config(tmp_path, "- job_name: p\n  static_configs: [{targets: [%s]}]\n"
+                      % payloads.address, prometheus.write_url,
+                      rw_extra="external_labels: {cluster: e2e}\nmax_samples_per_send: 500\n"
+                               "min_shards: 2\n")
+    d = start_drover(cfg)
+    d.wait_ready()
+    t0 = time.time()
+    wait_until(lambda: d.metrics().get("drover_scrapes_total", name="scrape") >= 4, 20,
+               what="4 scrapes")
+    wait_sent(d)
+    m = d.metrics()
+    # requests of at most max_samples_per_send samples
+    sent = m.get("drover_remote_write_samples_total", name="rw")
+    assert m.get("drover_output_requests_total", name="rw", code="204") >= sent / 500
+    stop_scraping(d)
+    want = produced(out, extra_labels={"cluster": "e2e"})
+    assert len(want) > 400
+    got = prometheus.samples('{job="p"}', t0 - 5, time.time() + 1)
+    compare(want, got)
+
+
+def test_node_exporter_to_victoriametrics(start_drover, node_exporter, victoria, tmp_path):
+    cfg, out = config(tmp_path, "- job_name: node\n  static_configs: [{targets: [%s]}]\n"
+                      % node_exporter.address, victoria.write_url)
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: d.metrics().get("drover_scrapes_total", name="scrape") >= 3, 20,
+               what="3 scrapes")
+    stop_scraping(d)
+    want = produced(out)
+    compare_eventually(want, lambda: victoria.export('{job="node"}'), rel=VM_REL)
+    assert any('"node_cpu_seconds_total"' in k for k in want)
+
+
+def test_receiver_down_60s_nothing_lost(start_drover, payloads, victoria, tmp_path):
+    body = b"".join(b'load{n="%d"} %d\n' % (i, i) for i in range(50))
+    payloads.set("/metrics", Answer(body))
+    cfg, out = config(tmp_path, "- job_name: outage\n  static_configs: [{targets: [%s]}]\n"
+                      % payloads.address, victoria.write_url)
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_sent(d)
+    victoria.stop()
+    time.sleep(60)
+    m = d.metrics()
+    assert m.get("drover_remote_write_samples_pending", name="rw") > 0
+    assert m.get("drover_remote_write_retries_total", name="rw") > 0
+    victoria.start()
+    wait_until(lambda: d.metrics().get("drover_remote_write_samples_pending", name="rw") == 0,
+               60, what="the backlog to drain")
+    stop_scraping(d)
+    want = produced(out)
+    assert len(want["%s" % json.dumps({"__name__": "up", "instance": payloads.address,
+                                       "job": "outage"}, sort_keys=True)]) >= 60
+    compare_eventually(want, lambda: victoria.export('{job="outage"}'), rel=VM_REL)
+
+
+def test_400_is_dropped_and_counted(start_drover, payloads, prometheus, tmp_path):
+    # a timestamp from 2001: out of bounds for Prometheus' head block, answered 400
+    payloads.set("/metrics", Answer(b"old 1 1000000000000\n"))
+    cfg, out = config(tmp_path, "- job_name: old\n  static_configs: [{targets: [%s]}]\n"
+                      % payloads.address, prometheus.write_url)
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: d.metrics().get("drover_remote_write_samples_failed_total", name="rw") > 0,
+               20, what="a refused request")
+    time.sleep(3)
+    m = d.metrics()
+    assert m.get("drover_remote_write_retries_total", name="rw") == 0
+    assert m.get("drover_dropped_records_total", name="rw", reason="rejected") > 0
+    assert "remote write refused" in d.log_text()
+    refused = m.get("drover_remote_write_samples_failed_total", name="rw")
+    # the target is fixed: what follows is written, the output is not stuck
+    payloads.set("/metrics", Answer(b"old 1\n"))
+    wait_until(lambda: prometheus.query('old{job="old"}'), 20, what="old to arrive")
+    assert d.metrics().get("drover_remote_write_samples_failed_total", name="rw") >= refused
+
+
+def test_staleness_reaches_the_receiver(start_drover, payloads, prometheus, tmp_path):
+    payloads.set("/metrics", Answer(b"a 1\nb 2\n"))
+    cfg, out = config(tmp_path, "- job_name: s\n  static_configs: [{targets: [%s]}]\n"
+                      % payloads.address, prometheus.write_url)
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: prometheus.query('b{job="s"}'), 20, what="b")
+    payloads.set("/metrics", Answer(b"a 1\n"))
+    # b's staleness marker makes it disappear from instant queries at once
+    wait_until(lambda: not prometheus.query('b{job="s"}'), 20, what="b to end")
+    assert prometheus.query('a{job="s"}')
+    assert prometheus.query('last_over_time(b{job="s"}[5m])')
+
+
+def test_write_relabel_and_v2_to_prometheus3(start_drover, payloads, start_prometheus3, tmp_path):
+    p3 = start_prometheus3()
+    body = (b"# HELP req_total Requests.\n# TYPE req_total counter\n"
+            b'req_total{code="200"} 5\nreq_total{code="500"} 1\n'
+            b"# TYPE secret gauge\nsecret 42\n")
+    payloads.set("/metrics", Answer(body))
+    cfg, out = config(tmp_path, "- job_name: v2\n  static_configs: [{targets: [%s]}]\n"
+                      % payloads.address, p3.write_url, rw_extra="""
+protobuf_message: io.prometheus.write.v2.Request
+external_labels: {cluster: two}
+write_relabel_configs:
+  - source_labels: [__name__]
+    regex: secret
+    action: drop
+  - source_labels: [code]
+    regex: 5..
+    target_label: failed
+    replacement: "yes"
+""")
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: d.metrics().get("drover_scrapes_total", name="scrape") >= 3, 20,
+               what="3 scrapes")
+    wait_sent(d)
+    m = d.metrics()
+    assert m.get("drover_dropped_records_total", name="rw", reason="write_relabel") >= 2
+    stop_scraping(d)
+    want = {}
+    for k, v in produced(out, extra_labels={"cluster": "two"}).items():
+        labels = json.loads(k)
+        if labels["__name__"] == "secret":
+            continue
+        if labels.get("code", "").startswith("5"):
+            labels["failed"] = "yes"
+        want[json.dumps(labels, sort_keys=True)] = v
+    got = p3.samples('{job="v2"}', time.time() - 60, time.time() + 1)
+    compare(want, got)
+    assert "using 1.0" not in d.log_text()
+
+
+def test_v2_falls_back_to_v1_on_415(start_drover, payloads, start_prometheus3, tmp_path):
+    p3 = start_prometheus3(extra=("--web.remote-write-receiver.accepted-protobuf-messages="
+                                  "prometheus.WriteRequest",))
+    payloads.set("/metrics", Answer(b"x 1\n"))
+    cfg, out = config(tmp_path, "- job_name: fb\n  static_configs: [{targets: [%s]}]\n"
+                      % payloads.address, p3.write_url,
+                      rw_extra="protobuf_message: io.prometheus.write.v2.Request\n")
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: d.metrics().get("drover_scrapes_total", name="scrape") >= 3, 20,
+               what="3 scrapes")
+    stop_scraping(d)
+    assert "using 1.0" in d.log_text()
+    compare(produced(out), p3.samples('{job="fb"}', time.time() - 60, time.time() + 1))
