@@ -293,9 +293,35 @@ static void create_standard_metrics(dr_node *n)
 }
 
 /* Refreshes the queue gauges just before /metrics is rendered. */
+/* The series table's size, for /metrics (the table exists once a metrics
+ * plugin asked for it). */
+static void refresh_series_gauges(dr_agent *a)
+{
+    if (!a->series)
+        return;
+    static const char *const no_labels[] = {NULL};
+    dr_series_stats st;
+    dr_series_table_stats(a->series, &st);
+    dr_gauge_set(dr_metrics_gauge(a->metrics, "drover_series", "Metric series held.", no_labels),
+                 st.series);
+    dr_gauge_set(dr_metrics_gauge(a->metrics, "drover_series_symbols",
+                                  "Distinct label strings of the series held.", no_labels),
+                 st.symbols);
+    dr_gauge_set(dr_metrics_gauge(a->metrics, "drover_series_bytes",
+                                  "Memory of the series table: series, strings, hash tables.",
+                                  no_labels),
+                 (double)st.bytes);
+    dr_gauge_set(dr_metrics_gauge(a->metrics, "drover_series_full_drops",
+                                  "Samples of new series refused because the table held "
+                                  "max_series (since start).",
+                                  no_labels),
+                 (double)st.full_drops);
+}
+
 static void refresh_queue_gauges(void *ctx)
 {
     dr_agent *a = ctx;
+    refresh_series_gauges(a);
     int64_t now = dr_mono_ns();
     for (size_t i = 0; i < a->nnodes; i++) {
         dr_node *n = a->nodes[i];

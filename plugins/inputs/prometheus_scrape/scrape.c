@@ -75,6 +75,7 @@ static void input_free(scrape_input *in)
     for (size_t i = 0; i < in->njobs; i++)
         job_free(&in->jobs[i]);
     free(in->jobs);
+    dr_buf_free(&in->body);
     free(in);
 }
 

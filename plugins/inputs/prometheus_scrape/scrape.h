@@ -121,7 +121,6 @@ struct scrape_target {
     uint32_t iter;        /* scrapes done; the cache's notion of "this scrape" */
     dr_series *report[5]; /* up, scrape_duration_seconds, ... (held) */
     int64_t meta_sent_ms; /* when the families' metadata last went out */
-    dr_buf body;          /* the decompressed body (reused) */
     scrape_health health;
 };
 
@@ -136,6 +135,11 @@ struct scrape_input {
     uv_timer_t sd_timer; /* re-reads file_sd files */
     bool sd_timer_started;
     bool stopping;
+    /* The gunzip'ed body of the scrape being parsed. One for every target:
+     * a body is parsed to its end within the answer's callback on the loop
+     * thread, so no two need it at once (a node's kubelet and cAdvisor
+     * bodies are megabytes each). */
+    dr_buf body;
     size_t closing; /* handles still closing */
     /* self-metrics */
     dr_counter *scrapes, *skipped, *samples, *stale_markers, *targets_dropped;

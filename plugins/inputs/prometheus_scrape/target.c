@@ -76,7 +76,6 @@ static void target_free(scrape_target *t)
     release_series(t);
     dr_labels_free(&t->labels);
     dr_labels_free(&t->discovered);
-    dr_buf_free(&t->body);
     free(t->url);
     free(t);
 }
@@ -510,7 +509,8 @@ static bool body_format(const scrape_target *t, const dr_http_response *resp, dr
     return false;
 }
 
-/* The body to parse: the answer itself, or its gunzip'ed form in t->body. */
+/* The body to parse: the answer itself, or its gunzip'ed form in the
+ * input's shared buffer. */
 static int body_bytes(scrape_target *t, const dr_http_response *resp, const char **p, size_t *n,
                       char *why, size_t whylen)
 {
@@ -527,24 +527,15 @@ static int body_bytes(scrape_target *t, const dr_http_response *resp, const char
     }
     uint64_t limit = t->job->body_size_limit ? t->job->body_size_limit : SCRAPE_DEFAULT_BODY_LIMIT;
     dr_error err = {{0}};
-    dr_buf_reset(&t->body);
-    int rc = dr_gunzip(resp->body, resp->body_len, (size_t)limit, &t->body, &err);
+    dr_buf *buf = &t->job->in->body;
+    dr_buf_reset(buf);
+    int rc = dr_gunzip(resp->body, resp->body_len, (size_t)limit, buf, &err);
     if (rc != 0) {
         snprintf(why, whylen, "%s", err.msg[0] ? err.msg : dr_strerror(rc));
         return rc;
     }
-    /* a body much smaller than last time gives its memory back */
-    if (t->body.cap > 4 * t->body.len + (1u << 20)) {
-        dr_buf copy = {0};
-        if (dr_buf_append(&copy, t->body.p, t->body.len) == 0) {
-            dr_buf_free(&t->body);
-            t->body = copy;
-        } else {
-            dr_buf_free(&copy);
-        }
-    }
-    *p = t->body.p ? t->body.p : "";
-    *n = t->body.len;
+    *p = buf->p ? buf->p : "";
+    *n = buf->len;
     return 0;
 }
 
