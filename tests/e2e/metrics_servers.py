@@ -39,6 +39,11 @@ FIXTURES = os.environ.get("DROVER_FIXTURES") or os.path.join(
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or "/usr/bin/prometheus-node-exporter"
 
 
+def indent(text: str, n: int) -> str:
+    """Every line of a YAML fragment indented by n spaces (for config templates)."""
+    return "".join(" " * n + l + "\n" for l in text.strip("\n").splitlines())
+
+
 def fixture_path(rel: str) -> str:
     return os.path.join(FIXTURES, rel)
 

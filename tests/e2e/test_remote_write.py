@@ -20,7 +20,7 @@ import os
 import time
 
 from drover_e2e import HOST, OutputFile, wait_until, yaml_str
-from metrics_servers import (Answer, node_exporter, payloads, prometheus,  # noqa: F401
+from metrics_servers import (Answer, indent, node_exporter, payloads, prometheus,  # noqa: F401
                              read_fixture, record_value, start_prometheus3, victoria)
 
 
@@ -55,16 +55,14 @@ def config(tmp_path, jobs: str, write_url: str, *, rw_extra: str = "",
         "    match: scrape\n"
         "    path: %(out)s\n"
     ) % {"data": yaml_str(os.path.join(str(tmp_path), "data")), "listen": yaml_str(HOST + ":0"),
-         "interval": interval, "jobs": _indent(jobs, 6), "url": yaml_str(write_url),
-         "rw_extra": _indent(rw_extra, 4) if rw_extra.strip() else "", "out": yaml_str(out)}
+         "interval": interval, "jobs": indent(jobs, 6), "url": yaml_str(write_url),
+         "rw_extra": indent(rw_extra, 4) if rw_extra.strip() else "", "out": yaml_str(out)}
     path = os.path.join(str(tmp_path), "drover.yaml")
     with open(path, "w") as f:
         f.write(cfg)
     return path, out
 
 
-def _indent(text: str, n: int) -> str:
-    return "".join(" " * n + l + "\n" for l in text.strip("\n").splitlines())
 
 
 def produced(out: str, *, extra_labels: dict = None) -> dict[str, list[tuple[int, float]]]:

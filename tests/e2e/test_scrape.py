@@ -19,7 +19,7 @@ import os
 import time
 
 from drover_e2e import HOST, OutputFile, wait_until, yaml_str
-from metrics_servers import (Answer, node_exporter, parse_text, payloads,  # noqa: F401
+from metrics_servers import (Answer, indent, node_exporter, parse_text, payloads,  # noqa: F401
                              read_fixture, record_value, same_value)
 
 INTERVAL = "1s"
@@ -48,16 +48,13 @@ def scrape_config(tmp_path, jobs: str, *, interval: str = INTERVAL, extra_input:
         "    match: scrape\n"
         "    path: %s\n"
     ) % (yaml_str(os.path.join(str(tmp_path), "data")), yaml_str("%s:0" % HOST), interval,
-         interval, extra_input, _indent(jobs, 6), yaml_str(out))
+         interval, extra_input, indent(jobs, 6), yaml_str(out))
     path = os.path.join(str(tmp_path), "drover.yaml")
     with open(path, "w") as f:
         f.write(cfg)
     return path, out
 
 
-def _indent(text: str, n: int) -> str:
-    lines = text.strip("\n").splitlines()
-    return "".join(" " * n + l + "\n" for l in lines)
 
 
 class Samples:

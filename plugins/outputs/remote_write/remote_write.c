@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "compress.h"
 #include "rw.h"
 
@@ -302,12 +303,10 @@ typedef struct rw_family {
 #define RW_MAX_FAMILIES (1u << 18)
 #define RW_SWEEP_MS 60000
 
+/* Family names hash with the core's dr_hash64 (src/checkpoint.h). */
 static uint32_t str_hash(const char *s, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
+    return (uint32_t)dr_hash64(s, n);
 }
 
 static rw_family *family_find(const rw_state *st, const char *name, size_t n)
@@ -739,7 +738,6 @@ static void rw_flush(dr_instance *inst, dr_flush *f)
         dr_output_done(f, DR_RETRY, NULL);
         return;
     }
-    b->st = st;
     b->flush = f;
     if (st->want_shards != st->nshards && !rw_shards_idle(st)) {
         /* a reshard waits for the shards to drain: hold the batch */

@@ -41,7 +41,6 @@ typedef struct rw_conf {
     int64_t max_samples_per_send;
     int64_t batch_send_deadline_ms;
     int64_t min_backoff_ms, max_backoff_ms;
-    bool retry_on_http_429;
     bool send_metadata;
     int64_t metadata_max_per_send;
     int64_t remote_timeout_ms;
@@ -52,7 +51,6 @@ typedef struct rw_state rw_state;
 
 /* One batch of the core, until every request made from it is done. */
 typedef struct rw_batch {
-    rw_state *st;
     dr_flush *flush;
     uint32_t outstanding;  /* requests not done yet */
     uint64_t dropped;      /* samples dropped on purpose (relabeling, refusals) */
