@@ -445,6 +445,14 @@ bool dr_output_offered(const dr_instance *output)
     return n->kind == DR_OUTPUT && n->common.offer_to_namespaces;
 }
 
+double dr_output_queue_fill(const dr_instance *output)
+{
+    const dr_node *n = (const dr_node *)output;
+    if (n->kind != DR_OUTPUT || n->out.queue_max_bytes == 0)
+        return 0;
+    return (double)n->out.queued_bytes / (double)n->out.queue_max_bytes;
+}
+
 void dr_agent_route_target(dr_agent *a, dr_instance *output)
 {
     dr_node *n = node_of(output);

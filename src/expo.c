@@ -28,6 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "expo_internal.h"
 
@@ -827,6 +830,183 @@ static bool utf8_valid(const unsigned char *s, size_t n)
 #define NONE ((size_t)-1)
 
 /* A label as positions in the body: name [ns, ne), value [vs, ve). */
+/* ---- series keys ---------------------------------------------------------- */
+
+/* A 128-bit hash: two 64-bit lanes, each 16 bytes folded in by one
+ * 64x64->128 multiply whose halves become the next lanes (the "mum" step
+ * of wyhash-like hashes), then each lane finished on its own. Not for
+ * inputs an adversary picks against the cache (a target can only confuse
+ * its own series), but at 128 bits chance collisions do not happen. */
+typedef struct key_state {
+    uint64_t h1, h2;
+} key_state;
+
+#define KEY_K1 0xa0761d6478bd642full
+#define KEY_K2 0xe7037ed1a0b428dbull
+#define KEY_K3 0x8ebc6af09c88c6e3ull
+
+static void key_init(key_state *k, uint64_t domain)
+{
+    k->h1 = 0x243f6a8885a308d3ull ^ domain;
+    k->h2 = 0x13198a2e03707344ull ^ (domain * KEY_K3);
+}
+
+static inline void key_block(key_state *k, uint64_t w0, uint64_t w1)
+{
+    unsigned __int128 p = (unsigned __int128)(w0 ^ k->h1 ^ KEY_K1) * (w1 ^ k->h2 ^ KEY_K2);
+    /* the old lanes, crossed, come back in: a zero factor cannot erase them */
+    uint64_t h1 = k->h1;
+    k->h1 = (uint64_t)p ^ k->h2;
+    k->h2 = (uint64_t)(p >> 64) ^ h1;
+}
+
+static uint64_t load_tail(const char *p, size_t n)
+{
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    return w;
+}
+
+/* The length goes in too, so ("ab","c") and ("a","bc") differ. */
+static void key_bytes(key_state *k, const char *p, size_t n)
+{
+    key_block(k, n, KEY_K3);
+    for (; n >= 16; p += 16, n -= 16) {
+        uint64_t w0, w1;
+        memcpy(&w0, p, 8);
+        memcpy(&w1, p + 8, 8);
+        key_block(k, w0, w1);
+    }
+    if (n > 8)
+        key_block(k, load_tail(p, 8), load_tail(p + 8, n - 8));
+    else if (n > 0)
+        key_block(k, load_tail(p, n), 0);
+}
+
+static uint64_t key_finish64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static void key_finish(key_state *k, dr_expo_key *out)
+{
+    out->a = key_finish64(k->h1);
+    out->b = key_finish64(k->h2 ^ out->a);
+    if (out->a == 0 && out->b == 0)
+        out->b = 1;
+}
+
+/* What a key is of, so that keys of different kinds never meet. */
+enum { KEY_LABELS = 1, KEY_TEXT = 2 };
+
+void dr_expo_labels_key(const dr_labels *ls, dr_expo_key *key)
+{
+    key_state k;
+    key_init(&k, KEY_LABELS);
+    for (uint32_t i = 0; i < ls->n; i++) {
+        key_bytes(&k, ls->v[i].name, ls->v[i].name_len);
+        key_bytes(&k, ls->v[i].value, ls->v[i].value_len);
+    }
+    key_finish(&k, key);
+}
+
+/* Bytes a run of a metric name may hold ([a-zA-Z0-9_:]), without branches:
+ * the scan below runs over every name of every body. */
+static inline bool name_byte(unsigned c)
+{
+    return ((c | 0x20u) - 'a' < 26u) | (c - '0' < 10u) | (c == '_') | (c == ':');
+}
+
+static inline bool label_block_byte(unsigned char c)
+{
+    return c == '"' || c == '\\' || c == '}' || c == '\n' || c == 0;
+}
+
+/* The first byte at or after i that matters to the scan of a label block
+ * ('"', '\\', '}', newline, NUL), or n: sixteen bytes at a time where
+ * there is SSE2 (every x86-64), as label values are long runs of bytes that
+ * do not matter; a byte at a time elsewhere. */
+static size_t next_label_block_byte(const unsigned char *b, size_t i, size_t n)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                  close = _mm_set1_epi8('}'), nl = _mm_set1_epi8('\n'), nul = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
+        __m128i m =
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, close),
+                                      _mm_or_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(v, nul))));
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits)
+            return i + (unsigned)__builtin_ctz(bits);
+    }
+#endif
+    while (i < n && !label_block_byte(b[i]))
+        i++;
+    return i;
+}
+
+/* The series of a sample line, from its first byte: where the name ends,
+ * and where the series (name and label block) ends. 0 when the line is not
+ * of the plain kind this scan vouches for: a name first (not a quoted one
+ * inside the braces), no newline, NUL or stray backslash inside the
+ * braces, and in the text format no blank between the name and the
+ * braces. Those lines take the lexer's path every time. Otherwise the scan
+ * ends where the lexer would end the series; it checks nothing else, as it
+ * runs only to find bytes the sink may know, and known bytes parsed
+ * before. */
+static size_t scan_series(const lexer *l, size_t i, size_t *name_end)
+{
+    const unsigned char *b = l->b;
+    size_t n = l->len;
+    if (i >= n || !(cclass_of(b[i]) & C_M))
+        return 0;
+    while (i < n && name_byte(b[i]))
+        i++;
+    *name_end = i;
+    if (i >= n)
+        return 0;
+    if (b[i] != '{') {
+        if (!l->om) {
+            size_t j = i;
+            while (j < n && is_ws(b[j]))
+                j++;
+            if (j < n && b[j] == '{')
+                return 0;
+        }
+        return i;
+    }
+    bool quoted = false;
+    for (i++;; i++) {
+        i = next_label_block_byte(b, i, n);
+        if (i >= n)
+            return 0;
+        switch (b[i]) {
+        case '"':
+            quoted = !quoted;
+            break;
+        case '\\':
+            /* the lexer takes the next byte as it is; a stray backslash
+             * outside quotes fails the line anyway */
+            if (!quoted || ++i >= n || b[i] == '\n' || b[i] == 0)
+                return 0;
+            break;
+        case '}':
+            if (!quoted)
+                return i + 1;
+            break;
+        default: /* newline, NUL */
+            return 0;
+        }
+    }
+}
+
 typedef struct span_label {
     size_t ns, ne, vs, ve;
     bool name_esc, value_esc, name_quoted;
@@ -879,6 +1059,11 @@ typedef struct parser {
     size_t helpbuf_cap;
 
     le_cache_entry le_cache[LE_CACHE];
+
+    /* The current sample's key (set once known), and whether the sink
+     * recognised it, so its labels need not be built. */
+    dr_expo_key key;
+    bool have_key, known;
 } parser;
 
 static int tok(parser *p)
@@ -1046,10 +1231,79 @@ static int parse_lvals(parser *p, bool exemplar)
     }
 }
 
+/* Exact powers of ten as doubles: up to 1e22 every one is. */
+static const double exact_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                     1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                     1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The common case of a value, without strtod: [+-]digits[.digits][e[+-]digits]
+ * whose digits, point removed, make an integer of at most 2^53 and whose
+ * power of ten is at most 22 either way. Both are exact doubles then, and
+ * one multiplication or division of exact operands rounds correctly (as
+ * Go's ParseFloat takes the same shortcut). False for anything else, which
+ * goes the general way. */
+static bool parse_plain_decimal(const unsigned char *s, size_t n, double *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+        neg = s[i++] == '-';
+    uint64_t m = 0;
+    int digits = 0, exp10 = 0;
+    size_t start = i;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (m || s[i] != '0')
+            digits++;
+        m = m * 10 + (uint64_t)(s[i] - '0');
+        if (digits > 15)
+            return false;
+    }
+    bool any = i > start;
+    if (i < n && s[i] == '.') {
+        size_t f = ++i;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (m || s[i] != '0')
+                digits++;
+            m = m * 10 + (uint64_t)(s[i] - '0');
+            exp10--;
+            if (digits > 15)
+                return false;
+        }
+        any = any || i > f;
+    }
+    if (!any)
+        return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        bool eneg = false;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        size_t es = i;
+        int e = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            e = e * 10 + (s[i] - '0');
+            if (e > 400)
+                return false;
+        }
+        if (i == es)
+            return false;
+        exp10 += eneg ? -e : e;
+    }
+    if (i != n || exp10 > 22 || exp10 < -22)
+        return false;
+    /* 15 digits keep m below 2^53 */
+    double v = (double)m;
+    v = exp10 >= 0 ? v * exact_pow10[exp10] : v / exact_pow10[-exp10];
+    *out = neg ? -v : v;
+    return true;
+}
+
 /* A sample value (or an OpenMetrics timestamp): Go's ParseFloat, after
  * Prometheus' refusal of the forms Go only took from 1.13 on. */
 static int parse_value(parser *p, const unsigned char *s, size_t n, double *out)
 {
+    if (parse_plain_decimal(s, n, out))
+        return 0;
     if (memchr(s, 'p', n) || memchr(s, 'P', n) || memchr(s, '_', n))
         return fail(p, "unsupported character in float");
     if (go_parse_float((const char *)s, n, out) != 0) {
@@ -1437,14 +1691,18 @@ static int build_labels(parser *p, const char **name, size_t *name_len)
     }
     *name = nm;
     *name_len = nl;
-    if (!p->has_exemplar)
-        return 0;
-    /* Exemplar labels are taken as written, without unescaping, as
-     * Prometheus' parser takes them. */
+    return 0;
+}
+
+/* Exemplar labels are taken as written, without unescaping, as Prometheus'
+ * parser takes them. */
+static int build_exemplar_labels(parser *p)
+{
+    const char *b = (const char *)p->l.b;
     dr_labels_reset(&p->els);
     for (uint32_t i = 0; i < p->exemplar.n; i++) {
         const span_label *sl = &p->exemplar.v[i];
-        rc = add_label(p, &p->els, b + sl->ns, sl->ne - sl->ns, b + sl->vs, sl->ve - sl->vs);
+        int rc = add_label(p, &p->els, b + sl->ns, sl->ne - sl->ns, b + sl->vs, sl->ve - sl->vs);
         if (rc)
             return rc;
     }
@@ -1456,13 +1714,20 @@ static int emit_sample(parser *p)
     int rc = flush_meta(p);
     if (rc)
         return rc;
-    const char *name;
-    size_t nl;
-    rc = build_labels(p, &name, &nl);
-    if (rc)
+    const char *name = (const char *)p->l.b + p->name_s;
+    size_t nl = p->name_e - p->name_s;
+    if (!p->known) {
+        rc = build_labels(p, &name, &nl);
+        if (rc)
+            return rc;
+        if (!p->have_key)
+            dr_expo_labels_key(&p->ls, &p->key);
+    }
+    if (p->has_exemplar && (rc = build_exemplar_labels(p)) != 0)
         return rc;
     dr_expo_sample s = {
-        .labels = &p->ls,
+        .labels = p->known ? NULL : &p->ls,
+        .key = p->key,
         .family = name,
         .family_len = nl,
         .type = DR_MT_UNKNOWN,
@@ -1609,18 +1874,49 @@ static int om_suffix(parser *p, int t)
     return emit_sample(p);
 }
 
+/* At the start of a line: when the line is a sample whose series the sink
+ * knows, steps over the series (the lexer resumes where the value is
+ * due) and says so. Keys the series either way when it can. */
+static bool skip_known_series(parser *p)
+{
+    size_t name_end, end;
+    if (p->l.state != S_INIT || !(end = scan_series(&p->l, p->l.i, &name_end)))
+        return false;
+    key_state k;
+    key_init(&k, KEY_TEXT | (uint64_t)p->l.om << 8 | (uint64_t)p->last_type << 16);
+    key_bytes(&k, (const char *)p->l.b + p->l.i, end - p->l.i);
+    key_finish(&k, &p->key);
+    p->have_key = true;
+    if (!p->sink->known(p->sink->ctx, &p->key))
+        return false;
+    p->known = true;
+    p->name_s = p->l.i;
+    p->name_e = name_end;
+    p->l.i = end;
+    p->l.state = S_VALUE;
+    return true;
+}
+
 static int parse_body(parser *p)
 {
     bool om = p->l.om;
     for (;;) {
         p->start = p->l.i;
+        p->have_key = p->known = false;
         p->name_s = NONE;
         p->name_esc = p->name_quoted = false;
         p->labels.n = 0;
         p->exemplar.n = 0;
         p->has_exemplar = false;
         p->ex_has_ts = false;
-        int t = tok(p), rc;
+        int rc;
+        if (p->sink->known && skip_known_series(p)) {
+            rc = om ? om_suffix(p, tok(p)) : prom_suffix(p, tok(p));
+            if (rc)
+                return rc;
+            continue;
+        }
+        int t = tok(p);
         switch (t) {
         case T_EOF:
             if (om)

@@ -76,10 +76,22 @@ typedef struct dr_native_hist {
     uint8_t reset_hint;                     /* remote write's Histogram.ResetHint */
 } dr_native_hist;
 
+/* The identity of a sample's series as a body spells it: a 128-bit hash,
+ * at which size a collision among even billions of series is not a
+ * practical event. Equal keys mean equal label sets. The text formats key
+ * the bytes of the series as written (name and label block, with the
+ * format and the type Prometheus rewrites le and quantile by), so one label
+ * set spelled two ways has two keys; protobuf keys the label set. */
+typedef struct dr_expo_key {
+    uint64_t a, b; /* never both 0 */
+} dr_expo_key;
+
 typedef struct dr_expo_sample {
     /* The series: __name__ first, then the labels in the order of the
-     * input, unescaped. Not canonical (use dr_labels_canon on a copy). */
+     * input, unescaped. Not canonical (use dr_labels_canon on a copy).
+     * NULL when the sink's known callback recognised the key. */
     const dr_labels *labels;
+    dr_expo_key key;
     /* The family the sample belongs to (its TYPE/HELP name: "foo" for
      * foo_bucket of histogram foo), and the family's type. The name is
      * the sample's own name when no metadata line named its family. */
@@ -119,6 +131,14 @@ typedef struct dr_expo_sink {
      * protobuf MetricFamily), before the family's first sample; may be
      * NULL. A non-zero return stops the parse as above. */
     int (*meta)(void *ctx, const dr_expo_meta *m);
+    /* May be NULL. Asked, for a series of a text body, before its labels are
+     * taken apart: true when the sink remembers the key from an earlier
+     * sample and needs no label set; the sample then comes with labels
+     * NULL. Taking a line apart is most of a parse's cost, and in steady
+     * state a scrape sees the same series every time. The bytes behind a
+     * known key parsed before, and parse the same way again, so skipping
+     * them loses no validation. */
+    bool (*known)(void *ctx, const dr_expo_key *key);
 } dr_expo_sink;
 
 /* Parses a whole (already decompressed) body. Returns 0, the non-zero value
@@ -127,6 +147,10 @@ typedef struct dr_expo_sink {
  * offset), or DR_ENOMEM. */
 int dr_expo_parse(dr_expo_format fmt, const char *body, size_t len, const dr_expo_sink *sink,
                   dr_error *err);
+
+/* The key of a label set (what protobuf samples carry; never equal to a
+ * text key). */
+void dr_expo_labels_key(const dr_labels *ls, dr_expo_key *key);
 
 /* The format a Content-Type header names (NULL or unknown: text 0.0.4, as
  * Prometheus falls back to; an unsupported explicit type sets *known to

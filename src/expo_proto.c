@@ -309,8 +309,9 @@ static void sample_init(parser *ps, dr_expo_sample *s, int64_t ts)
     s->ts_ms = ts;
 }
 
-static int emit(parser *ps, const dr_expo_sample *s)
+static int emit(parser *ps, dr_expo_sample *s)
 {
+    dr_expo_labels_key(s->labels, &s->key);
     return ps->sink->sample(ps->sink->ctx, s);
 }
 

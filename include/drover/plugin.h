@@ -469,6 +469,9 @@ dr_instance *dr_agent_output(dr_agent *a, const char *name);
 /* True when the output's configuration offers it to namespaces' rules
  * (offer_to_namespaces). */
 bool dr_output_offered(const dr_instance *output);
+/* How full the output's queue is: its queued bytes (waiting or in flight)
+ * over its queue_max_bytes; 1 or more when inputs wait for it. */
+double dr_output_queue_fill(const dr_instance *output);
 /* A route filter says it may send to this output: the inputs then also
  * wait while that output's queue is full. */
 void dr_agent_route_target(dr_agent *a, dr_instance *output);

@@ -5,6 +5,8 @@
 
   pass      forward to the upstream and relay its answer (502 when the
             upstream cannot be reached)
+  slow      as pass, after holding the request `delay` seconds (a receiver
+            slower than the load)
   503       answer 503, with `Retry-After: N` when retry_after is given
   429       answer 429 (Retry-After as for 503)
   500       answer 500
@@ -55,7 +57,7 @@ from typing import Callable, Optional
 
 from drover_e2e import HOST
 
-MODES = ("pass", "503", "429", "500", "hang", "close", "garbage")
+MODES = ("pass", "slow", "503", "429", "500", "hang", "close", "garbage")
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                "trailer", "trailers", "transfer-encoding", "upgrade", "expect", "host",
@@ -214,7 +216,8 @@ class FaultProxy:
         """Answers from now on in `mode`; back to pass after `seconds`, or
         after `count` requests answered in this mode. retry_after: the
         Retry-After header of a 503 or 429 (seconds). delay: seconds to hold
-        a 503/429/500 answer (so that overlapping requests show)."""
+        a 503/429/500 answer (so that overlapping requests show), or a
+        request before it is forwarded (slow)."""
         assert mode in MODES, mode
         with self._lock:
             self._mode = mode
@@ -303,7 +306,9 @@ class FaultProxy:
             body = self._read_body(h, rec)
             if body is None:
                 return
-            if mode == "pass":
+            if mode == "slow" and (opts.get("delay") or 0.0) > 0:
+                self._stop.wait(opts["delay"])
+            if mode in ("pass", "slow"):
                 self._forward(h, rec, body)
             elif mode in ("503", "429", "500"):
                 d = opts.get("delay") or 0.0

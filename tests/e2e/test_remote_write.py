@@ -20,6 +20,7 @@ import os
 import time
 
 from drover_e2e import HOST, OutputFile, wait_until, yaml_str
+from faultproxy import FaultProxy
 from metrics_servers import (Answer, indent, node_exporter, payloads, prometheus,  # noqa: F401
                              read_fixture, record_value, start_prometheus3, victoria)
 
@@ -298,3 +299,29 @@ def test_v2_falls_back_to_v1_on_415(start_drover, payloads, start_prometheus3, t
     stop_scraping(d)
     assert "using 1.0" in d.log_text()
     compare(produced(out), p3.samples('{job="fb"}', time.time() - 60, time.time() + 1))
+
+
+def test_slow_receiver_gets_more_shards(start_drover, payloads, victoria, tmp_path):
+    """A receiver slower than the load: the queue fills and the scrapes
+    skip, so the input rate alone never shows the backlog. The shards must
+    grow until they carry the load."""
+    body = b"".join(b'load{n="%d"} %d\n' % (i, i) for i in range(20000))
+    payloads.set("/metrics", Answer(body))
+    with FaultProxy(victoria.port, keep_bodies=False) as proxy:
+        # one shard: 2000 samples per 0.5 s at most, a fifth of the load
+        proxy.set_mode("slow", delay=0.5)
+        cfg, _ = config(tmp_path, "- job_name: slow\n  static_configs: [{targets: [%s]}]\n"
+                        % payloads.address, proxy.url + "/api/v1/write",
+                        rw_extra="queue_max_bytes: 4MiB\nmax_shards: 16\n")
+        d = start_drover(cfg)
+        d.wait_ready()
+
+        def shards():
+            return d.metrics().get("drover_remote_write_shards", name="rw")
+        wait_until(lambda: shards() >= 3, 60, what="3 shards or more")
+        sent0 = d.metrics().get("drover_remote_write_samples_total", name="rw")
+        time.sleep(10)
+        sent = d.metrics().get("drover_remote_write_samples_total", name="rw") - sent0
+        # more than one shard could ever carry in that time
+        assert sent > 1.5 * 4000 * 10, "%d samples in 10 s with %d shards" % (sent, shards())
+        assert d.stop() == 0

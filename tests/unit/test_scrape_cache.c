@@ -4,6 +4,7 @@
 
 #include "../../plugins/inputs/prometheus_scrape/cache.h"
 #include "drover/plugin.h"
+#include "expo.h"
 #include "labels.h"
 #include "series.h"
 #include "test.h"
@@ -15,7 +16,10 @@ static void key_of(const char *name, const char *k, const char *v, uint64_t *k1,
     dr_labels_add(&ls, "__name__", 8, name, strlen(name));
     if (k)
         dr_labels_add(&ls, k, strlen(k), v, strlen(v));
-    cache_key(&ls, k1, k2);
+    dr_expo_key key;
+    dr_expo_labels_key(&ls, &key);
+    *k1 = key.a;
+    *k2 = key.b;
     dr_labels_free(&ls);
 }
 

@@ -8,60 +8,6 @@
 
 #define CACHE_MIN_SLOTS 64u
 
-/* Two independent 64-bit hashes of the labels, fed 8 bytes at a time. The
- * second differs in its seed and multiplier, so the pair behaves as one
- * 128-bit key. Lengths go in too, so ("ab","c") and ("a","bc") differ. */
-static uint64_t fold(uint64_t h, uint64_t w, uint64_t m)
-{
-    h ^= w;
-    h *= m;
-    h ^= h >> 29;
-    return h;
-}
-
-static void feed(uint64_t *h1, uint64_t *h2, const char *p, size_t n)
-{
-    *h1 = fold(*h1, n, 0x9e3779b97f4a7c15ull);
-    *h2 = fold(*h2, n, 0xc2b2ae3d27d4eb4full);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        *h1 = fold(*h1, w, 0x9e3779b97f4a7c15ull);
-        *h2 = fold(*h2, w, 0xc2b2ae3d27d4eb4full);
-        p += 8;
-        n -= 8;
-    }
-    if (n > 0) {
-        uint64_t w = 0;
-        memcpy(&w, p, n);
-        *h1 = fold(*h1, w, 0x9e3779b97f4a7c15ull);
-        *h2 = fold(*h2, w, 0xc2b2ae3d27d4eb4full);
-    }
-}
-
-static uint64_t finish(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
-void cache_key(const dr_labels *ls, uint64_t *k1, uint64_t *k2)
-{
-    uint64_t h1 = 0x243f6a8885a308d3ull, h2 = 0x13198a2e03707344ull;
-    for (uint32_t i = 0; i < ls->n; i++) {
-        feed(&h1, &h2, ls->v[i].name, ls->v[i].name_len);
-        feed(&h1, &h2, ls->v[i].value, ls->v[i].value_len);
-    }
-    *k1 = finish(h1);
-    *k2 = finish(h2);
-    if (*k1 == 0 && *k2 == 0)
-        *k2 = 1; /* (0, 0) marks an empty slot */
-}
-
 void cache_init(scrape_cache *c, dr_series_table *series)
 {
     memset(c, 0, sizeof *c);

@@ -5,10 +5,10 @@
  * only for lines it has not seen before. In steady state a scrape is a
  * parse, a hash and a lookup per sample.
  *
- * The key is a 128-bit hash of the line's labels as the body spells them
- * (in body order, after unescaping), not the bytes themselves: keeping the
- * bytes would cost as much memory as the series. At 128 bits a collision
- * among even billions of lines is not a practical event.
+ * The key is the parser's key of the series (dr_expo_key): for text bodies
+ * a 128-bit hash of the series' bytes as the body spells them, so that a
+ * known series is found before its labels are even taken apart. Keeping
+ * the bytes themselves would cost as much memory as the series.
  *
  * Entries also drive staleness: each remembers the scrape (iteration) that
  * last saw it, so after a scrape the entries seen the time before but not
@@ -31,6 +31,7 @@ enum {
     CACHE_DROPPED = 1u << 0,     /* metric relabeling dropped the line */
     CACHE_EXPLICIT_TS = 1u << 1, /* the body gave a timestamp: no staleness */
     CACHE_NEW = 1u << 2,         /* added by the scrape in progress */
+    CACHE_RESPELLED = 1u << 3,   /* its series came again under another key */
 };
 
 typedef struct cache_entry {
@@ -46,9 +47,6 @@ typedef struct scrape_cache {
     uint32_t n;
     dr_series_table *series; /* where the entries' series live */
 } scrape_cache;
-
-/* The key of a line's labels. */
-void cache_key(const dr_labels *ls, uint64_t *k1, uint64_t *k2);
 
 void cache_init(scrape_cache *c, dr_series_table *series);
 /* Releases every entry's series and the table. */

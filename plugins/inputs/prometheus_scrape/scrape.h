@@ -118,9 +118,10 @@ struct scrape_target {
     int64_t start_ms; /* the scrape in flight started (Unix ms) */
     int64_t start_mono_ns;
     scrape_cache cache;
-    uint32_t iter;        /* scrapes done; the cache's notion of "this scrape" */
-    dr_series *report[5]; /* up, scrape_duration_seconds, ... (held) */
-    int64_t meta_sent_ms; /* when the families' metadata last went out */
+    uint32_t iter;           /* scrapes done; the cache's notion of "this scrape" */
+    dr_expo_format last_fmt; /* of the last good scrape: keys depend on it */
+    dr_series *report[5];    /* up, scrape_duration_seconds, ... (held) */
+    int64_t meta_sent_ms;    /* when the families' metadata last went out */
     scrape_health health;
 };
 

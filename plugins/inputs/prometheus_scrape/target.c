@@ -53,6 +53,7 @@ typedef struct scrape_run {
     dr_labels scratch;
     char error[256];
     const char *reason; /* the failure's reason label, with error */
+    cache_entry *hit;   /* what on_known found for the sample to come */
 } scrape_run;
 
 /* ---- lifetime ------------------------------------------------------------------------ */
@@ -302,14 +303,21 @@ static int on_meta(void *ctx, const dr_expo_meta *m)
                              m->help_len, m->unit, m->unit_len);
 }
 
+/* The parser asks before it takes a series apart: a cached one needs no
+ * labels. The entry found is the one the sample callback then uses. */
+static bool on_known(void *ctx, const dr_expo_key *key)
+{
+    scrape_run *r = ctx;
+    r->hit = cache_find(&r->t->cache, key->a, key->b);
+    return r->hit != NULL;
+}
+
 static int on_sample(void *ctx, const dr_expo_sample *s)
 {
     scrape_run *r = ctx;
     scrape_target *t = r->t;
     r->scraped++;
-    uint64_t k1, k2;
-    cache_key(s->labels, &k1, &k2);
-    cache_entry *e = cache_find(&t->cache, k1, k2);
+    cache_entry *e = s->labels ? cache_find(&t->cache, s->key.a, s->key.b) : r->hit;
     if (e && e->seen == r->iter) {
         r->duplicates++; /* the same series twice in one body: the first counts */
         return 0;
@@ -323,7 +331,7 @@ static int on_sample(void *ctx, const dr_expo_sample *s)
             r->series_limited++; /* not cached: it may fit next time */
             return 0;
         }
-        e = cache_add(&t->cache, k1, k2, series, r->iter,
+        e = cache_add(&t->cache, s->key.a, s->key.b, series, r->iter,
                       CACHE_NEW | (rc == SERIES_DROPPED ? CACHE_DROPPED : 0));
         if (!e) {
             dr_series_unref(t->cache.series, series);
@@ -373,9 +381,40 @@ static bool wants_stale_marker(const cache_entry *e)
 static void add_stale(void *ctx, const cache_entry *e)
 {
     stale_ctx *sc = ctx;
-    if (wants_stale_marker(e) &&
+    if (wants_stale_marker(e) && !(e->flags & CACHE_RESPELLED) &&
         dr_chunk_add_sample(sc->chunk, e->series, sc->ts_ms, dr_stale_nan()))
         sc->n++;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Text bodies key a series by its spelling, so after a scrape that came in
+ * another format than the last one, the old entries go unseen although
+ * their series may have come again under new keys. Those entries must go
+ * without a stale marker: their series are alive. Rare (a target changing
+ * its format), so a sorted array does. */
+static void spare_respelled(scrape_target *t, uint32_t iter)
+{
+    scrape_cache *c = &t->cache;
+    dr_series **seen = malloc(sizeof *seen * (c->n + 1));
+    if (!seen)
+        return; /* at worst, stale markers for live series */
+    size_t n = 0;
+    for (uint32_t i = 0; c->slots && i <= c->mask; i++)
+        if ((c->slots[i].k1 || c->slots[i].k2) && c->slots[i].seen == iter && c->slots[i].series)
+            seen[n++] = c->slots[i].series;
+    qsort(seen, n, sizeof *seen, cmp_ptr);
+    for (uint32_t i = 0; c->slots && i <= c->mask; i++) {
+        cache_entry *e = &c->slots[i];
+        if ((e->k1 || e->k2) && e->seen != iter && e->series &&
+            bsearch(&e->series, seen, n, sizeof *seen, cmp_ptr))
+            e->flags |= CACHE_RESPELLED;
+    }
+    free(seen);
 }
 
 /* Stale markers for the series of the last good scrape: every entry that
@@ -583,7 +622,7 @@ static void scrape_done(void *ctx, const dr_http_response *resp)
         scrape_failed(t, "out of memory", "out_of_memory");
         return;
     }
-    dr_expo_sink sink = {.ctx = &r, .sample = on_sample, .meta = on_meta};
+    dr_expo_sink sink = {.ctx = &r, .sample = on_sample, .meta = on_meta, .known = on_known};
     dr_error err = {{0}};
     int rc = dr_expo_parse(fmt, body, len, &sink, &err);
     dr_labels_free(&r.scratch);
@@ -600,6 +639,9 @@ static void scrape_done(void *ctx, const dr_http_response *resp)
     }
     if (r.want_meta)
         t->meta_sent_ms = t->start_ms;
+    if (fmt != t->last_fmt)
+        spare_respelled(t, r.iter);
+    t->last_fmt = fmt;
     /* series of the last scrape that this one did not have */
     stale_ctx sc = {.chunk = r.chunk, .ts_ms = t->start_ms};
     cache_sweep(&t->cache, r.iter, add_stale, &sc);

@@ -83,7 +83,8 @@ static const dr_option rw_options[] = {
      1,
      1000,
      "Most shards; the number in use follows the load (every 10 s, from the rates of samples "
-     "in and out and the time sends take, as Prometheus computes it)."},
+     "in and out and the time sends take, as Prometheus computes it; when the queue fills "
+     "while the shards are busy, which holds the scrapes back, by half as many again)."},
     {"max_samples_per_send",
      DR_OPT_INT,
      offsetof(rw_conf, max_samples_per_send),
@@ -739,6 +740,9 @@ static void rw_flush(dr_instance *inst, dr_flush *f)
         return;
     }
     b->flush = f;
+    double fill = dr_output_queue_fill(inst);
+    if (fill > st->max_fill)
+        st->max_fill = fill;
     if (st->want_shards != st->nshards && !rw_shards_idle(st)) {
         /* a reshard waits for the shards to drain: hold the batch */
         if (st->held_tail)

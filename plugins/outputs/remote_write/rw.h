@@ -116,6 +116,10 @@ struct rw_state {
     uint64_t last_in, last_out;
     int64_t send_ns_total, last_send_ns;
     double in_rate, out_rate, send_rate; /* exponentially weighted */
+    /* The fullest the output's queue was at a flush since the last reshard
+     * tick: a full queue makes the scrapes skip, so the input rate alone
+     * would never show the backlog. */
+    double max_fill;
     int64_t last_failure_ms;
     int64_t highest_sent_ts_ms;
 

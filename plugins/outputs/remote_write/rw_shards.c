@@ -23,6 +23,10 @@
 
 #define RW_EWMA_WEIGHT 0.2
 #define RW_BACKLOG_SHARE 0.05
+/* A queue this full, with shards sending this share of the time, means the
+ * shards cannot keep up. */
+#define RW_SATURATED_FILL 0.5
+#define RW_SATURATED_BUSY 0.7
 
 static void shard_kick(rw_shard *sh);
 
@@ -363,6 +367,15 @@ static uint32_t desired_shards(rw_state *st)
     for (uint32_t i = 0; i < st->nshards; i++)
         pending += st->shards[i].pending_samples;
     double want = time_per_sample * (st->in_rate + RW_BACKLOG_SHARE * (double)pending);
+    /* Busy shards behind a filling queue: the input is held back (scrapes
+     * skip), so its rate understates the load. Grow by half at a time. */
+    double fill = st->max_fill;
+    st->max_fill = 0;
+    if (fill >= RW_SATURATED_FILL && st->send_rate >= RW_SATURATED_BUSY * st->nshards) {
+        double grown = st->nshards + (st->nshards + 1) / 2;
+        if (want < grown)
+            want = grown;
+    }
     double lo = 0.7 * st->nshards, hi = 1.3 * st->nshards;
     if (want >= lo && want <= hi)
         return st->nshards;
