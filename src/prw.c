@@ -626,7 +626,7 @@ static int merge_labels1(dr_prw_writer *w, const dr_series_table *t, const dr_se
     for (uint32_t i = 0; i < s->nlabels; i++) {
         if (e < w->next) {
             uint32_t rank;
-            int rc = ext_rank(w, t, s->syms[2 * i], &rank);
+            int rc = ext_rank(w, t, dr_series_sym(s, 2 * i), &rank);
             if (rc != 0)
                 return rc;
             for (; e < rank / 2; e++)
@@ -905,7 +905,7 @@ static int merge_refs2(dr_prw_writer *w, const dr_series_table *t, const dr_seri
     for (uint32_t i = 0; i < s->nlabels; i++) {
         if (e < w->next) {
             uint32_t rank;
-            if ((rc = ext_rank(w, t, s->syms[2 * i], &rank)) != 0)
+            if ((rc = ext_rank(w, t, dr_series_sym(s, 2 * i), &rank)) != 0)
                 return rc;
             for (; e < rank / 2; e++) {
                 if ((rc = ext_refs(w, t, &w->ext[e])) != 0)
@@ -915,8 +915,8 @@ static int merge_refs2(dr_prw_writer *w, const dr_series_table *t, const dr_seri
             }
             e += rank & 1;
         }
-        if ((rc = ref_of_id(w, t, s->syms[2 * i], &r[k])) != 0 ||
-            (rc = ref_of_id(w, t, s->syms[2 * i + 1], &r[k + 1])) != 0)
+        if ((rc = ref_of_id(w, t, dr_series_sym(s, 2 * i), &r[k])) != 0 ||
+            (rc = ref_of_id(w, t, dr_series_sym(s, 2 * i + 1), &r[k + 1])) != 0)
             return rc;
         k += 2;
     }

@@ -1,11 +1,15 @@
 /*
- * The series table (see series.h): two chained hash tables, one of symbols
+ * The series table (see series.h): two hash tables, one of symbols
  * (distinct strings) and one of series (arrays of symbol ids), both grown
  * by doubling as they fill and never shrunk below their first size.
  *
- * Chained tables, rather than open addressing, because entries are freed
- * one by one all the time (series come and go with pods) and a chain
- * unlinks without tombstones.
+ * Symbols are chained: they are few, and a chain unlinks without
+ * tombstones. Series are many, so their table is open addressing (linear
+ * probing, backward-shift deletion, no tombstones either): an array of
+ * pointers and nothing in the series itself, 8 bytes per series less than
+ * a chain link. Lookups there happen only for series a scrape has not seen
+ * before (the targets' caches find the rest), and a removal finds its slot
+ * by pointer, so the probes that read a series' hash are few.
  */
 #include "series.h"
 
@@ -16,7 +20,7 @@
 
 /* First sizes of the hash tables: small, so an agent with few series
  * stays small; doubling takes them to any size. */
-#define SERIES_BUCKETS_MIN 1024u
+#define SERIES_SLOTS_MIN 1024u
 #define SYMBOL_BUCKETS_MIN 1024u
 
 typedef struct symbol {
@@ -31,8 +35,8 @@ typedef struct symbol {
 struct dr_series_table {
     uint32_t max_series;
     uint32_t nseries;
-    dr_series **series_buckets;
-    uint32_t series_mask; /* buckets - 1 (a power of two) */
+    dr_series **series_slots; /* NULL: empty */
+    uint32_t series_mask;     /* slots - 1 (a power of two) */
 
     uint32_t nsymbols;
     symbol **symbol_buckets;
@@ -83,17 +87,17 @@ dr_series_table *dr_series_table_new(uint32_t max_series)
     if (!t)
         return NULL;
     t->max_series = max_series ? max_series : DR_SERIES_DEFAULT_MAX;
-    t->series_buckets = calloc(SERIES_BUCKETS_MIN, sizeof *t->series_buckets);
+    t->series_slots = calloc(SERIES_SLOTS_MIN, sizeof *t->series_slots);
     t->symbol_buckets = calloc(SYMBOL_BUCKETS_MIN, sizeof *t->symbol_buckets);
-    if (!t->series_buckets || !t->symbol_buckets) {
-        free(t->series_buckets);
+    if (!t->series_slots || !t->symbol_buckets) {
+        free(t->series_slots);
         free(t->symbol_buckets);
         free(t);
         return NULL;
     }
-    t->series_mask = SERIES_BUCKETS_MIN - 1;
+    t->series_mask = SERIES_SLOTS_MIN - 1;
     t->symbol_mask = SYMBOL_BUCKETS_MIN - 1;
-    t->bytes = sizeof *t + (SERIES_BUCKETS_MIN + SYMBOL_BUCKETS_MIN) * sizeof(void *);
+    t->bytes = sizeof *t + (SERIES_SLOTS_MIN + SYMBOL_BUCKETS_MIN) * sizeof(void *);
     return t;
 }
 
@@ -101,14 +105,8 @@ void dr_series_table_free(dr_series_table *t)
 {
     if (!t)
         return;
-    for (uint32_t b = 0; b <= t->series_mask; b++) {
-        dr_series *s = t->series_buckets[b];
-        while (s) {
-            dr_series *next = s->next;
-            free(s);
-            s = next;
-        }
-    }
+    for (uint32_t i = 0; i <= t->series_mask; i++)
+        free(t->series_slots[i]);
     for (uint32_t b = 0; b <= t->symbol_mask; b++) {
         symbol *y = t->symbol_buckets[b];
         while (y) {
@@ -117,7 +115,7 @@ void dr_series_table_free(dr_series_table *t)
             y = next;
         }
     }
-    free(t->series_buckets);
+    free(t->series_slots);
     free(t->symbol_buckets);
     free(t->by_id);
     free(t->free_ids);
@@ -259,33 +257,38 @@ uint32_t dr_series_symbol_find(const dr_series_table *t, const char *p, size_t n
 
 /* ---- series ----------------------------------------------------------------- */
 
-static void series_grow(dr_series_table *t)
+/* The label hash is FNV, whose low bits are weak for similar inputs:
+ * slots are chosen from a remix of it. */
+static uint32_t series_home(uint64_t hash, uint32_t mask)
 {
-    uint32_t nb = (t->series_mask + 1) * 2;
-    dr_series **nt = calloc(nb, sizeof *nt);
-    if (!nt)
-        return;
-    for (uint32_t b = 0; b <= t->series_mask; b++) {
-        dr_series *s = t->series_buckets[b];
-        while (s) {
-            dr_series *next = s->next;
-            uint32_t i = (uint32_t)mix64(s->hash) & (nb - 1);
-            s->next = nt[i];
-            nt[i] = s;
-            s = next;
-        }
-    }
-    t->bytes += (uint64_t)(nb - (t->series_mask + 1)) * sizeof *nt;
-    free(t->series_buckets);
-    t->series_buckets = nt;
-    t->series_mask = nb - 1;
+    return (uint32_t)mix64(hash) & mask;
 }
 
-/* The label hash is FNV, whose low bits are weak for similar inputs:
- * buckets are chosen from a remix of it. */
-static uint32_t series_bucket(const dr_series_table *t, uint64_t hash)
+/* Places a series known to be absent into slots with room. */
+static void series_place(dr_series **slots, uint32_t mask, dr_series *s)
 {
-    return (uint32_t)mix64(hash) & t->series_mask;
+    uint32_t i = series_home(s->hash, mask);
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = s;
+}
+
+/* Doubles the slots; false when out of memory (the table is then full
+ * sooner, and still correct). */
+static bool series_grow(dr_series_table *t)
+{
+    uint32_t nslots = (t->series_mask + 1) * 2;
+    dr_series **ns = calloc(nslots, sizeof *ns);
+    if (!ns)
+        return false;
+    for (uint32_t i = 0; i <= t->series_mask; i++)
+        if (t->series_slots[i])
+            series_place(ns, nslots - 1, t->series_slots[i]);
+    t->bytes += (uint64_t)(nslots - (t->series_mask + 1)) * sizeof *ns;
+    free(t->series_slots);
+    t->series_slots = ns;
+    t->series_mask = nslots - 1;
+    return true;
 }
 
 static bool series_equals(const dr_series_table *t, const dr_series *s, const dr_labels *ls)
@@ -293,8 +296,8 @@ static bool series_equals(const dr_series_table *t, const dr_series *s, const dr
     if (s->nlabels != ls->n)
         return false;
     for (uint32_t i = 0; i < ls->n; i++) {
-        const symbol *n = t->by_id[s->syms[2 * i]];
-        const symbol *v = t->by_id[s->syms[2 * i + 1]];
+        const symbol *n = t->by_id[dr_series_sym(s, 2 * i)];
+        const symbol *v = t->by_id[dr_series_sym(s, 2 * i + 1)];
         const dr_label *l = &ls->v[i];
         if (n->len != l->name_len || v->len != l->value_len || memcmp(n->s, l->name, n->len) != 0 ||
             memcmp(v->s, l->value, v->len) != 0)
@@ -305,21 +308,55 @@ static bool series_equals(const dr_series_table *t, const dr_series *s, const dr
 
 dr_series *dr_series_lookup(const dr_series_table *t, const dr_labels *canon, uint64_t hash)
 {
-    for (dr_series *s = t->series_buckets[series_bucket(t, hash)]; s; s = s->next)
+    for (uint32_t i = series_home(hash, t->series_mask);; i = (i + 1) & t->series_mask) {
+        dr_series *s = t->series_slots[i];
+        if (!s)
+            return NULL;
         if (s->hash == hash && series_equals(t, s, canon))
             return s;
-    return NULL;
+    }
 }
 
-static size_t series_size(uint32_t nlabels)
+static size_t series_size(uint32_t nlabels, bool wide)
 {
-    return sizeof(dr_series) + (size_t)nlabels * 2 * sizeof(uint32_t);
+    return sizeof(dr_series) + (size_t)nlabels * 2 * (wide ? 4 : 2);
+}
+
+static void series_set_sym(dr_series *s, uint32_t k, uint32_t id)
+{
+    if (s->wide) {
+        memcpy(s->ids + 4 * (size_t)k, &id, 4);
+    } else {
+        uint16_t v = (uint16_t)id;
+        memcpy(s->ids + 2 * (size_t)k, &v, 2);
+    }
 }
 
 static void series_release_symbols(dr_series_table *t, const dr_series *s, uint32_t nsyms)
 {
     for (uint32_t i = 0; i < nsyms; i++)
-        symbol_release(t, s->syms[i]);
+        symbol_release(t, dr_series_sym(s, i));
+}
+
+/* Takes the symbols of a label set: ids[2 * i] and ids[2 * i + 1] for label
+ * i. DR_ENOMEM with none taken. */
+static int acquire_symbols(dr_series_table *t, const dr_labels *canon, uint32_t *ids)
+{
+    for (uint32_t i = 0; i < canon->n; i++) {
+        const dr_label *l = &canon->v[i];
+        symbol *n = symbol_acquire(t, l->name, l->name_len);
+        symbol *v = n ? symbol_acquire(t, l->value, l->value_len) : NULL;
+        if (!v) {
+            if (n)
+                symbol_release(t, n->id);
+            for (uint32_t k = 0; k < 2 * i; k++)
+                symbol_release(t, ids[k]);
+            return DR_ENOMEM;
+        }
+        ids[2 * i] = n->id;
+        ids[2 * i + 1] = v->id;
+    }
+    return 0;
 }
 
 int dr_series_intern(dr_series_table *t, const dr_labels *canon, uint64_t hash, dr_series **out)
@@ -330,39 +367,57 @@ int dr_series_intern(dr_series_table *t, const dr_labels *canon, uint64_t hash, 
         *out = s;
         return 0;
     }
-    if (t->nseries >= t->max_series) {
+    if (t->nseries >= t->max_series || canon->n > DR_SERIES_MAX_LABELS ||
+        ((uint64_t)(t->nseries + 1) * 8 > (uint64_t)(t->series_mask + 1) * 7 && !series_grow(t))) {
         t->full_drops++;
         return DR_EAGAIN;
     }
-    s = malloc(series_size(canon->n));
-    if (!s)
+    uint32_t stack[64], *ids = stack;
+    if (2 * (size_t)canon->n > sizeof stack / sizeof stack[0] &&
+        !(ids = malloc(2 * (size_t)canon->n * sizeof *ids)))
         return DR_ENOMEM;
-    s->hash = hash;
-    s->refs = 1;
-    s->nlabels = canon->n;
-    for (uint32_t i = 0; i < canon->n; i++) {
-        const dr_label *l = &canon->v[i];
-        symbol *n = symbol_acquire(t, l->name, l->name_len);
-        symbol *v = n ? symbol_acquire(t, l->value, l->value_len) : NULL;
-        if (!v) {
-            if (n)
-                symbol_release(t, n->id);
-            series_release_symbols(t, s, 2 * i);
-            free(s);
-            return DR_ENOMEM;
-        }
-        s->syms[2 * i] = n->id;
-        s->syms[2 * i + 1] = v->id;
+    int rc = acquire_symbols(t, canon, ids);
+    bool wide = false;
+    for (uint32_t k = 0; rc == 0 && k < 2 * canon->n; k++)
+        wide = wide || ids[k] > UINT16_MAX;
+    if (rc == 0 && !(s = malloc(series_size(canon->n, wide)))) {
+        for (uint32_t k = 0; k < 2 * canon->n; k++)
+            symbol_release(t, ids[k]);
+        rc = DR_ENOMEM;
     }
-    uint32_t b = series_bucket(t, hash);
-    s->next = t->series_buckets[b];
-    t->series_buckets[b] = s;
-    t->nseries++;
-    t->bytes += series_size(s->nlabels);
-    if (t->nseries > t->series_mask + 1)
-        series_grow(t);
-    *out = s;
-    return 0;
+    if (rc == 0) {
+        s->hash = hash;
+        s->refs = 1;
+        s->nlabels = (uint16_t)canon->n;
+        s->wide = wide;
+        s->unused = 0;
+        for (uint32_t k = 0; k < 2 * canon->n; k++)
+            series_set_sym(s, k, ids[k]);
+        series_place(t->series_slots, t->series_mask, s);
+        t->nseries++;
+        t->bytes += series_size(s->nlabels, wide);
+        *out = s;
+    }
+    if (ids != stack)
+        free(ids);
+    return rc;
+}
+
+/* Empties slot i and moves later series of its probe run back into the
+ * gap, so that lookups never stop early at a hole. */
+static void series_remove_at(dr_series_table *t, uint32_t i)
+{
+    uint32_t mask = t->series_mask, hole = i;
+    for (uint32_t j = (i + 1) & mask; t->series_slots[j]; j = (j + 1) & mask) {
+        uint32_t home = series_home(t->series_slots[j]->hash, mask);
+        /* it may fill the hole when its home is not cyclically in (hole, j] */
+        bool movable = hole <= j ? (home <= hole || home > j) : (home <= hole && home > j);
+        if (movable) {
+            t->series_slots[hole] = t->series_slots[j];
+            hole = j;
+        }
+    }
+    t->series_slots[hole] = NULL;
 }
 
 dr_series *dr_series_ref(dr_series *s)
@@ -375,27 +430,27 @@ void dr_series_unref(dr_series_table *t, dr_series *s)
 {
     if (!s || --s->refs > 0)
         return;
-    dr_series **pp = &t->series_buckets[series_bucket(t, s->hash)];
-    while (*pp != s)
-        pp = &(*pp)->next;
-    *pp = s->next;
+    uint32_t i = series_home(s->hash, t->series_mask);
+    while (t->series_slots[i] != s)
+        i = (i + 1) & t->series_mask;
+    series_remove_at(t, i);
     t->nseries--;
-    t->bytes -= series_size(s->nlabels);
-    series_release_symbols(t, s, 2 * s->nlabels);
+    t->bytes -= series_size(s->nlabels, s->wide);
+    series_release_symbols(t, s, 2 * (uint32_t)s->nlabels);
     free(s);
 }
 
 void dr_series_label(const dr_series_table *t, const dr_series *s, uint32_t i, dr_symbol_view *name,
                      dr_symbol_view *value)
 {
-    *name = dr_series_symbol(t, s->syms[2 * i]);
-    *value = dr_series_symbol(t, s->syms[2 * i + 1]);
+    *name = dr_series_symbol(t, dr_series_sym(s, 2 * i));
+    *value = dr_series_symbol(t, dr_series_sym(s, 2 * i + 1));
 }
 
 bool dr_series_label_views(const dr_series_table *t, const dr_series *s, dr_symbol_view *out)
 {
-    for (uint32_t i = 0; i < 2 * s->nlabels; i++) {
-        uint32_t id = s->syms[i];
+    for (uint32_t i = 0; i < 2 * (uint32_t)s->nlabels; i++) {
+        uint32_t id = dr_series_sym(s, i);
         if (id >= t->id_bound || !t->by_id[id])
             return false;
         out[i].s = t->by_id[id]->s;
@@ -421,9 +476,9 @@ dr_symbol_view dr_series_value(const dr_series_table *t, const dr_series *s, con
                                size_t name_len)
 {
     for (uint32_t i = 0; i < s->nlabels; i++) {
-        dr_symbol_view n = dr_series_symbol(t, s->syms[2 * i]);
+        dr_symbol_view n = dr_series_symbol(t, dr_series_sym(s, 2 * i));
         if (n.len == name_len && memcmp(n.s, name, name_len) == 0)
-            return dr_series_symbol(t, s->syms[2 * i + 1]);
+            return dr_series_symbol(t, dr_series_sym(s, 2 * i + 1));
     }
     dr_symbol_view none = {"", 0};
     return none;

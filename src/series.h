@@ -8,8 +8,9 @@
  * distinct string once (a symbol, reference-counted) and a series as its
  * hash and an array of symbol ids, name then value for each label, in
  * canonical order (sorted by name). A series of six labels then costs
- * about 80 bytes plus its share of the strings, which is what keeps the
- * agent under its memory target per active series.
+ * 40 bytes plus its share of the strings (and its slot in the table),
+ * which is what keeps the agent under its memory target per active
+ * series.
  *
  * Users hold references: a scrape target's cache holds one for each series
  * it produced last time, every queued sample one for its series. The last
@@ -55,13 +56,32 @@ static inline bool dr_is_stale_nan(double d)
     return bits == DR_STALE_NAN_BITS;
 }
 
+/* 16 bytes and the ids: 2 bytes each while every id of the series is below
+ * 65536 (all of them, until an agent holds that many distinct strings),
+ * else 4. Read them with dr_series_sym. */
 typedef struct dr_series {
-    uint64_t hash;          /* dr_labels_hash of the canonical label set */
-    struct dr_series *next; /* the table's hash chain */
+    uint64_t hash; /* dr_labels_hash of the canonical label set */
     uint32_t refs;
-    uint32_t nlabels;
-    uint32_t syms[]; /* 2 * nlabels symbol ids: name, value, name, value ... */
+    uint16_t nlabels;
+    uint8_t wide; /* ids are uint32_t, not uint16_t */
+    uint8_t unused;
+    /* 2 * nlabels symbol ids, name, value, name, value ..., each 2 or 4
+     * bytes in host order */
+    unsigned char ids[];
 } dr_series;
+
+/* Symbol id k of a series (label k / 2, its name when k is even). */
+static inline uint32_t dr_series_sym(const dr_series *s, uint32_t k)
+{
+    if (s->wide) {
+        uint32_t id;
+        memcpy(&id, s->ids + 4 * (size_t)k, 4);
+        return id;
+    }
+    uint16_t id;
+    memcpy(&id, s->ids + 2 * (size_t)k, 2);
+    return id;
+}
 
 /* A string of the table: its bytes (NUL-terminated, for convenience) and
  * length. Valid while some series uses the symbol. */
@@ -83,8 +103,9 @@ void dr_series_table_free(dr_series_table *t);
 /* Finds or adds the series of `canon`, which must be canonical (see
  * dr_labels_canon: sorted, no duplicates, no empty values), with `hash` its
  * dr_labels_hash. Stores a new reference in *out. Returns 0, DR_ENOMEM, or
- * DR_EAGAIN when the table is full (the caller counts the sample as
- * dropped). */
+ * DR_EAGAIN when the table is full or the series has more than
+ * DR_SERIES_MAX_LABELS labels (the caller counts the sample as dropped). */
+#define DR_SERIES_MAX_LABELS 65535u
 int dr_series_intern(dr_series_table *t, const dr_labels *canon, uint64_t hash, dr_series **out);
 
 /* The series of `canon` if the table has it, without taking a reference. */

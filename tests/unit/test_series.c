@@ -209,3 +209,56 @@ void test_series_symbol_find_and_views(void)
     CHECK(dr_series_symbol_find(t, "a:9100", 6) == DR_SERIES_NO_SYMBOL);
     dr_series_table_free(t);
 }
+
+/* Series come and go in any order (the slots' backward shifts must keep
+ * every remaining one findable), and past 65536 distinct strings the ids
+ * of new series take 4 bytes: labels read back the same either way. */
+void test_series_churn_and_wide_ids(void)
+{
+    enum { N = 70000 };
+    dr_series_table *t = dr_series_table_new(0);
+    static dr_series *held[N];
+    char v[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(v, sizeof v, "pod-%d", i);
+        CHECK_INT(intern3(t, "up", "pod", v, &held[i]), 0);
+    }
+    CHECK(!held[0]->wide);
+    CHECK(held[N - 1]->wide); /* its value is string number N + 3 or so */
+    /* drop a pseudo-random two thirds, then check the rest are found */
+    uint32_t r = 12345;
+    static bool gone[N];
+    for (int i = 0; i < N; i++) {
+        r = r * 1103515245u + 12345u;
+        if ((r >> 16) % 3 != 0) {
+            dr_series_unref(t, held[i]);
+            gone[i] = true;
+        }
+    }
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(v, sizeof v, "pod-%d", i);
+        dr_labels ls;
+        dr_labels_init(&ls);
+        dr_labels_sets(&ls, "__name__", "up");
+        dr_labels_sets(&ls, "pod", v);
+        dr_labels_sets(&ls, "job", "node");
+        dr_labels_canon(&ls);
+        dr_series *s = dr_series_lookup(t, &ls, dr_labels_hash(&ls));
+        dr_labels_free(&ls);
+        bad += gone[i] ? s != NULL : s != held[i];
+        if (!gone[i]) {
+            dr_symbol_view val = dr_series_value(t, held[i], "pod", 3);
+            bad += val.len != strlen(v) || memcmp(val.s, v, val.len) != 0;
+        }
+    }
+    CHECK_INT(bad, 0);
+    for (int i = 0; i < N; i++)
+        if (!gone[i])
+            dr_series_unref(t, held[i]);
+    dr_series_stats st;
+    dr_series_table_stats(t, &st);
+    CHECK_INT(st.series, 0);
+    CHECK_INT(st.symbols, 0);
+    dr_series_table_free(t);
+}

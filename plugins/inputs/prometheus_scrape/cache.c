@@ -8,6 +8,8 @@
 
 #define CACHE_MIN_SLOTS 64u
 
+_Static_assert(sizeof(cache_entry) == 24, "a cache entry is 24 bytes");
+
 void cache_init(scrape_cache *c, dr_series_table *series)
 {
     memset(c, 0, sizeof *c);
@@ -16,7 +18,14 @@ void cache_init(scrape_cache *c, dr_series_table *series)
 
 static bool slot_empty(const cache_entry *e)
 {
-    return e->k1 == 0 && e->k2 == 0;
+    return !cache_used(e);
+}
+
+/* The second half of a key as an entry keeps it; never (0, 0) with k1. */
+static uint64_t stored_k2(uint64_t k1, uint64_t k2)
+{
+    k2 &= (1ull << CACHE_K2_BITS) - 1;
+    return k1 == 0 && k2 == 0 ? 1 : k2;
 }
 
 void cache_free(scrape_cache *c)
@@ -34,6 +43,7 @@ cache_entry *cache_find(scrape_cache *c, uint64_t k1, uint64_t k2)
 {
     if (!c->slots)
         return NULL;
+    k2 = stored_k2(k1, k2);
     for (uint32_t i = (uint32_t)k1 & c->mask;; i = (i + 1) & c->mask) {
         cache_entry *e = &c->slots[i];
         if (slot_empty(e))
@@ -53,7 +63,9 @@ static cache_entry *place(cache_entry *slots, uint32_t mask, const cache_entry *
     return &slots[i];
 }
 
-/* Keeps the load under 3/4. */
+/* Keeps the load under 7/8: lookups of series that are there (nearly all
+ * of them, in steady state) stay within a few adjacent slots even so, and
+ * a cAdvisor target's 7k series fit 8k slots rather than 16k. */
 static int grow(scrape_cache *c)
 {
     uint32_t nslots = c->slots ? (c->mask + 1) * 2 : CACHE_MIN_SLOTS;
@@ -72,9 +84,10 @@ static int grow(scrape_cache *c)
 cache_entry *cache_add(scrape_cache *c, uint64_t k1, uint64_t k2, dr_series *series, uint32_t seen,
                        uint32_t flags)
 {
-    if ((!c->slots || (c->n + 1) * 4 > (c->mask + 1) * 3) && grow(c) != 0)
+    if ((!c->slots || (uint64_t)(c->n + 1) * 8 > (uint64_t)(c->mask + 1) * 7) && grow(c) != 0)
         return NULL;
-    cache_entry e = {.k1 = k1, .k2 = k2, .series = series, .seen = seen, .flags = flags};
+    cache_entry e = {.k1 = k1, .k2 = stored_k2(k1, k2), .series = series, .flags = flags};
+    cache_mark_seen(&e, seen);
     c->n++;
     return place(c->slots, c->mask, &e);
 }
@@ -108,7 +121,7 @@ void cache_sweep(scrape_cache *c, uint32_t iter, void (*fn)(void *ctx, const cac
     /* Report first, then remove: removal moves entries around. */
     if (fn)
         for (uint32_t i = 0; i <= c->mask; i++)
-            if (!slot_empty(&c->slots[i]) && c->slots[i].seen != iter)
+            if (!slot_empty(&c->slots[i]) && !cache_seen(&c->slots[i], iter))
                 fn(ctx, &c->slots[i]);
     uint32_t i = 0, steps = 0, total = c->mask + 1;
     /* Start at an empty slot (the load bound leaves some) so that no probe
@@ -118,7 +131,7 @@ void cache_sweep(scrape_cache *c, uint32_t iter, void (*fn)(void *ctx, const cac
         i++;
     while (steps < total) {
         cache_entry *e = &c->slots[i];
-        if (!slot_empty(e) && e->seen != iter) {
+        if (!slot_empty(e) && !cache_seen(e, iter)) {
             if (e->series)
                 dr_series_unref(c->series, e->series);
             remove_at(c, i);

@@ -15,7 +15,7 @@
  * this time are the series that disappeared.
  *
  * Open addressing with linear probing and backward-shift deletion: one
- * array of 32-byte entries, no allocation per entry.
+ * array of 24-byte entries, no allocation per entry.
  */
 #ifndef DROVER_SCRAPE_CACHE_H
 #define DROVER_SCRAPE_CACHE_H
@@ -34,12 +34,35 @@ enum {
     CACHE_RESPELLED = 1u << 3,   /* its series came again under another key */
 };
 
+/* 24 bytes: the key keeps 112 of its 128 bits (still far beyond chance
+ * collisions), and of the iteration that last saw the entry only the low 8
+ * bits, enough to tell "this scrape" from "the last one": an entry not seen
+ * in a scrape is gone at its end. */
 typedef struct cache_entry {
-    uint64_t k1, k2;   /* the key; k1 == 0 && k2 == 0 marks an empty slot */
-    dr_series *series; /* one reference; NULL when dropped */
-    uint32_t seen;     /* iteration that last saw it */
-    uint32_t flags;    /* CACHE_* */
+    uint64_t k1;        /* the key; k1 == 0 && k2 == 0 marks an empty slot */
+    uint64_t k2 : 48;   /* bits of the key's second half */
+    uint64_t seen : 8;  /* low bits of the iteration that last saw it */
+    uint64_t flags : 8; /* CACHE_* */
+    dr_series *series;  /* one reference; NULL when dropped */
 } cache_entry;
+
+#define CACHE_K2_BITS 48
+
+/* Whether iteration `iter` saw the entry; marks it seen by `iter`. */
+static inline bool cache_seen(const cache_entry *e, uint32_t iter)
+{
+    return e->seen == (iter & 0xffu);
+}
+
+static inline void cache_mark_seen(cache_entry *e, uint32_t iter)
+{
+    e->seen = iter & 0xffu;
+}
+
+static inline bool cache_used(const cache_entry *e)
+{
+    return e->k1 != 0 || e->k2 != 0;
+}
 
 typedef struct scrape_cache {
     cache_entry *slots;

@@ -318,7 +318,7 @@ static int on_sample(void *ctx, const dr_expo_sample *s)
     scrape_target *t = r->t;
     r->scraped++;
     cache_entry *e = s->labels ? cache_find(&t->cache, s->key.a, s->key.b) : r->hit;
-    if (e && e->seen == r->iter) {
+    if (e && cache_seen(e, r->iter)) {
         r->duplicates++; /* the same series twice in one body: the first counts */
         return 0;
     }
@@ -340,7 +340,7 @@ static int on_sample(void *ctx, const dr_expo_sample *s)
         if (series)
             r->series_added++;
     }
-    e->seen = r->iter;
+    cache_mark_seen(e, r->iter);
     if (!e->series)
         return 0;
     r->post_relabel++;
@@ -405,12 +405,12 @@ static void spare_respelled(scrape_target *t, uint32_t iter)
         return; /* at worst, stale markers for live series */
     size_t n = 0;
     for (uint32_t i = 0; c->slots && i <= c->mask; i++)
-        if ((c->slots[i].k1 || c->slots[i].k2) && c->slots[i].seen == iter && c->slots[i].series)
+        if (cache_used(&c->slots[i]) && cache_seen(&c->slots[i], iter) && c->slots[i].series)
             seen[n++] = c->slots[i].series;
     qsort(seen, n, sizeof *seen, cmp_ptr);
     for (uint32_t i = 0; c->slots && i <= c->mask; i++) {
         cache_entry *e = &c->slots[i];
-        if ((e->k1 || e->k2) && e->seen != iter && e->series &&
+        if (cache_used(e) && !cache_seen(e, iter) && e->series &&
             bsearch(&e->series, seen, n, sizeof *seen, cmp_ptr))
             e->flags |= CACHE_RESPELLED;
     }
@@ -425,7 +425,7 @@ static uint64_t stale_all(scrape_target *t, dr_chunk *c, int64_t ts_ms)
     uint64_t n = 0;
     for (uint32_t i = 0; t->cache.slots && i <= t->cache.mask; i++) {
         const cache_entry *e = &t->cache.slots[i];
-        if ((e->k1 || e->k2) && !(e->flags & CACHE_NEW) && wants_stale_marker(e) &&
+        if (cache_used(e) && !(e->flags & CACHE_NEW) && wants_stale_marker(e) &&
             dr_chunk_add_sample(c, e->series, ts_ms, dr_stale_nan()))
             n++;
     }
