@@ -867,16 +867,29 @@ static uint64_t load_tail(const char *p, size_t n)
     return w;
 }
 
-/* The length goes in too, so ("ab","c") and ("a","bc") differ. */
+static inline uint64_t load64(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* The length goes in too, so ("ab","c") and ("a","bc") differ. Runs of 32
+ * bytes go through two chains at once (a multiply waits for the one
+ * before it in its chain only), folded together at the end of the run. */
 static void key_bytes(key_state *k, const char *p, size_t n)
 {
     key_block(k, n, KEY_K3);
-    for (; n >= 16; p += 16, n -= 16) {
-        uint64_t w0, w1;
-        memcpy(&w0, p, 8);
-        memcpy(&w1, p + 8, 8);
-        key_block(k, w0, w1);
+    if (n >= 32) {
+        key_state o = {k->h1 ^ KEY_K3, k->h2 + KEY_K1};
+        for (; n >= 32; p += 32, n -= 32) {
+            key_block(k, load64(p), load64(p + 8));
+            key_block(&o, load64(p + 16), load64(p + 24));
+        }
+        key_block(k, o.h1, o.h2);
     }
+    for (; n >= 16; p += 16, n -= 16)
+        key_block(k, load64(p), load64(p + 8));
     if (n > 8)
         key_block(k, load_tail(p, 8), load_tail(p + 8, n - 8));
     else if (n > 0)
@@ -922,34 +935,98 @@ static inline bool name_byte(unsigned c)
     return ((c | 0x20u) - 'a' < 26u) | (c - '0' < 10u) | (c == '_') | (c == ':');
 }
 
-static inline bool label_block_byte(unsigned char c)
+/* Inclusive prefix XOR of 16 bits: bit k is the parity of bits 0..k. On a
+ * mask of quotes it marks the bytes inside quoted strings (and the opening
+ * quotes). */
+static inline uint32_t prefix_xor16(uint32_t x)
 {
-    return c == '"' || c == '\\' || c == '}' || c == '\n' || c == 0;
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    return x & 0xffffu;
 }
 
-/* The first byte at or after i that matters to the scan of a label block
- * ('"', '\\', '}', newline, NUL), or n: sixteen bytes at a time where
- * there is SSE2 (every x86-64), as label values are long runs of bytes that
- * do not matter; a byte at a time elsewhere. */
-static size_t next_label_block_byte(const unsigned char *b, size_t i, size_t n)
+/* The bytes of [i, i + *width) that matter to the scan of a label block,
+ * as bits from bit 0 up: quotes, backslashes, '}' and the newlines and NULs
+ * (other). Sixteen at a time where there is SSE2 (every x86-64), as label
+ * values are long runs of bytes that do not matter; up to 16 one by one
+ * elsewhere, and at the end. */
+typedef struct block_bits {
+    uint32_t quote, bslash, close, other;
+} block_bits;
+
+static size_t label_block_bits(const unsigned char *b, size_t i, size_t n, block_bits *m)
 {
 #if defined(__SSE2__)
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
-                  close = _mm_set1_epi8('}'), nl = _mm_set1_epi8('\n'), nul = _mm_setzero_si128();
-    for (; i + 16 <= n; i += 16) {
+    if (i + 16 <= n) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
-        __m128i m =
-            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                         _mm_or_si128(_mm_cmpeq_epi8(v, close),
-                                      _mm_or_si128(_mm_cmpeq_epi8(v, nl), _mm_cmpeq_epi8(v, nul))));
-        unsigned bits = (unsigned)_mm_movemask_epi8(m);
-        if (bits)
-            return i + (unsigned)__builtin_ctz(bits);
+        m->quote = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+        m->bslash = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+        m->close = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('}')));
+        m->other = (uint32_t)_mm_movemask_epi8(_mm_or_si128(
+            _mm_cmpeq_epi8(v, _mm_set1_epi8('\n')), _mm_cmpeq_epi8(v, _mm_setzero_si128())));
+        return 16;
     }
 #endif
-    while (i < n && !label_block_byte(b[i]))
-        i++;
-    return i;
+    memset(m, 0, sizeof *m);
+    size_t k = 0;
+    for (; k < 16 && i + k < n; k++) {
+        unsigned char c = b[i + k];
+        m->quote |= (uint32_t)(c == '"') << k;
+        m->bslash |= (uint32_t)(c == '\\') << k;
+        m->close |= (uint32_t)(c == '}') << k;
+        m->other |= (uint32_t)(c == '\n' || c == 0) << k;
+    }
+    return k;
+}
+
+/* From just inside a label block's '{': the end of the block (past its
+ * '}'), or 0 when it holds a newline, a NUL or a backslash outside quotes,
+ * or does not end. A window without backslashes, newlines and NULs (nearly
+ * all) is settled without a branch per quote: the prefix parity of its
+ * quotes says which '}' stand outside strings. */
+static size_t scan_label_block(const unsigned char *b, size_t i, size_t n)
+{
+    bool quoted = false;
+    while (i < n) {
+        block_bits m;
+        size_t width = label_block_bits(b, i, n, &m);
+        if (!m.bslash && !m.other) {
+            uint32_t inside = prefix_xor16(m.quote) ^ (quoted ? 0xffffu : 0);
+            uint32_t ends = m.close & ~inside;
+            if (ends)
+                return i + (size_t)__builtin_ctz(ends) + 1;
+            quoted ^= __builtin_popcount(m.quote) & 1;
+            i += width;
+            continue;
+        }
+        uint32_t bits = m.quote | m.bslash | m.close | m.other;
+        size_t next = i + width;
+        while (bits) {
+            size_t at = i + (size_t)__builtin_ctz(bits);
+            bits &= bits - 1;
+            unsigned char c = b[at];
+            if (c == '"') {
+                quoted = !quoted;
+                continue;
+            }
+            if (c == '}') {
+                if (!quoted)
+                    return at + 1;
+                continue;
+            }
+            if (c != '\\' || !quoted || at + 1 >= n || b[at + 1] == '\n' || b[at + 1] == 0)
+                return 0;
+            /* the lexer takes the byte after a backslash as it is */
+            if (at + 1 < next)
+                bits &= ~(1u << (at + 1 - i));
+            else
+                next = at + 2;
+        }
+        i = next;
+    }
+    return 0;
 }
 
 /* The series of a sample line, from its first byte: where the name ends,
@@ -961,14 +1038,23 @@ static size_t next_label_block_byte(const unsigned char *b, size_t i, size_t n)
  * ends where the lexer would end the series; it checks nothing else, as it
  * runs only to find bytes the sink may know, and known bytes parsed
  * before. */
-static size_t scan_series(const lexer *l, size_t i, size_t *name_end)
+static size_t scan_series(const lexer *l, size_t i, const char *prev_name, size_t prev_len,
+                          size_t *name_end)
 {
     const unsigned char *b = l->b;
     size_t n = l->len;
-    if (i >= n || !(cclass_of(b[i]) & C_M))
+    if (i >= n)
         return 0;
-    while (i < n && name_byte(b[i]))
-        i++;
+    /* lines of a family follow each other: most names are the last one */
+    if (prev_len && prev_len < n - i && memcmp(b + i, prev_name, prev_len) == 0 &&
+        !name_byte(b[i + prev_len])) {
+        i += prev_len;
+    } else {
+        if (!(cclass_of(b[i]) & C_M))
+            return 0;
+        while (i < n && name_byte(b[i]))
+            i++;
+    }
     *name_end = i;
     if (i >= n)
         return 0;
@@ -982,29 +1068,7 @@ static size_t scan_series(const lexer *l, size_t i, size_t *name_end)
         }
         return i;
     }
-    bool quoted = false;
-    for (i++;; i++) {
-        i = next_label_block_byte(b, i, n);
-        if (i >= n)
-            return 0;
-        switch (b[i]) {
-        case '"':
-            quoted = !quoted;
-            break;
-        case '\\':
-            /* the lexer takes the next byte as it is; a stray backslash
-             * outside quotes fails the line anyway */
-            if (!quoted || ++i >= n || b[i] == '\n' || b[i] == 0)
-                return 0;
-            break;
-        case '}':
-            if (!quoted)
-                return i + 1;
-            break;
-        default: /* newline, NUL */
-            return 0;
-        }
-    }
+    return scan_label_block(b, i + 1, n);
 }
 
 typedef struct span_label {
@@ -1064,6 +1128,14 @@ typedef struct parser {
      * recognised it, so its labels need not be built. */
     dr_expo_key key;
     bool have_key, known;
+    /* The name of the last series scanned (into the body). */
+    const char *prev_name;
+    size_t prev_name_len;
+    /* The last in_family answer, for the name it was about, while the
+     * family stays the same. */
+    const char *memo_name;
+    size_t memo_len; /* 0: no answer kept */
+    bool memo_in;
 } parser;
 
 static int tok(parser *p)
@@ -1347,6 +1419,7 @@ static int set_family(parser *p, const char *name, size_t len)
     p->fam = name;
     p->fam_len = len;
     p->fam_type = DR_MT_UNKNOWN;
+    p->memo_len = 0;
     p->help = p->unit = NULL;
     p->help_len = p->unit_len = 0;
     return 0;
@@ -1468,6 +1541,7 @@ static int parse_meta(parser *p, int kw)
         return rc;
     if (kw == T_TYPE) {
         p->fam_type = mt;
+        p->memo_len = 0;
         p->last_type = mt;
     } else if (kw == T_HELP) {
         rc = set_help(p, text, tlen);
@@ -1735,7 +1809,14 @@ static int emit_sample(parser *p)
         .has_ts = p->has_ts,
         .ts_ms = p->ts,
     };
-    if (in_family(p, name, nl)) {
+    /* only names in the body are kept: the scratch space is rewritten */
+    bool in_body = name >= (const char *)p->l.b && name < (const char *)p->l.b + p->l.len;
+    if (!in_body || nl != p->memo_len || memcmp(name, p->memo_name, nl) != 0) {
+        p->memo_in = in_family(p, name, nl);
+        p->memo_name = name;
+        p->memo_len = in_body ? nl : 0;
+    }
+    if (p->memo_in) {
         s.family = p->fam;
         s.family_len = p->fam_len;
         s.type = p->fam_type;
@@ -1880,8 +1961,11 @@ static int om_suffix(parser *p, int t)
 static bool skip_known_series(parser *p)
 {
     size_t name_end, end;
-    if (p->l.state != S_INIT || !(end = scan_series(&p->l, p->l.i, &name_end)))
+    if (p->l.state != S_INIT ||
+        !(end = scan_series(&p->l, p->l.i, p->prev_name, p->prev_name_len, &name_end)))
         return false;
+    p->prev_name = (const char *)p->l.b + p->l.i;
+    p->prev_name_len = name_end - p->l.i;
     key_state k;
     key_init(&k, KEY_TEXT | (uint64_t)p->l.om << 8 | (uint64_t)p->last_type << 16);
     key_bytes(&k, (const char *)p->l.b + p->l.i, end - p->l.i);

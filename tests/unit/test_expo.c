@@ -1265,3 +1265,27 @@ void test_expo_values_match_strtod(void)
     }
     CHECK_INT(mismatches, 0);
 }
+
+/* Braces, quotes and backslashes inside label values at every offset of
+ * the scan's 16-byte windows: the second parse must find each line by its
+ * key and end its series where the lexer does. */
+void test_expo_known_series_window_edges(void)
+{
+    static const char *const tricky[] = {"}", "\\\"", "\\\\", "}\\\"}", "{", "\\n", ",a=\\\"b\\\"}"};
+    char body[65536];
+    size_t len = 0, lines = 0;
+    for (size_t t = 0; t < sizeof tricky / sizeof tricky[0]; t++)
+        for (int pad = 0; pad < 40; pad++) {
+            len += (size_t)snprintf(body + len, sizeof body - len, "m{a=\"%.*s%s\",b=\"x\"} %d\n",
+                                    pad, "........................................", tricky[t],
+                                    pad);
+            lines++;
+        }
+    collector c = {0};
+    dr_error err;
+    size_t hits = 0;
+    CHECK_INT(parse_twice(DR_EXPO_TEXT, body, len, &c, &err, &hits), 0);
+    CHECK_INT(c.n, lines);
+    CHECK_INT(hits, lines);
+    collector_free(&c);
+}

@@ -410,6 +410,18 @@ static const dr_metric_meta *family_of(const rw_state *st, const dr_series *s)
     return f ? &f->meta : NULL;
 }
 
+/* The symbol id of a series' __name__ value (name_sym: the id of
+ * "__name__"), or DR_SERIES_NO_SYMBOL. */
+static uint32_t name_value_id(const dr_series *s, uint32_t name_sym)
+{
+    if (name_sym == DR_SERIES_NO_SYMBOL)
+        return DR_SERIES_NO_SYMBOL;
+    for (uint32_t k = 0; k < s->nlabels; k++)
+        if (dr_series_sym(s, 2 * k) == name_sym)
+            return dr_series_sym(s, 2 * k + 1);
+    return DR_SERIES_NO_SYMBOL;
+}
+
 /* ---- requests ----------------------------------------------------------------------------- */
 
 int rw_request_encode(rw_state *st, rw_shard *sh, rw_request *req)
@@ -423,8 +435,18 @@ int rw_request_encode(rw_state *st, rw_shard *sh, rw_request *req)
         const dr_metric_meta **meta = calloc(req->nsamples ? req->nsamples : 1, sizeof *meta);
         if (!meta)
             return DR_ENOMEM;
-        for (uint32_t i = 0; i < req->nsamples; i++)
-            meta[i] = family_of(st, req->samples[i].series);
+        /* samples of one family come in runs: look a name up once a run */
+        uint32_t name_sym = dr_series_symbol_find(st->series, "__name__", 8);
+        uint32_t last = DR_SERIES_NO_SYMBOL;
+        const dr_metric_meta *last_meta = NULL;
+        for (uint32_t i = 0; i < req->nsamples; i++) {
+            uint32_t v = name_value_id(req->samples[i].series, name_sym);
+            if (v == DR_SERIES_NO_SYMBOL || v != last) {
+                last_meta = family_of(st, req->samples[i].series);
+                last = v;
+            }
+            meta[i] = last_meta;
+        }
         rc = dr_prw2_encode(sh->writer, st->series, req->samples, meta, req->nsamples,
                             &st->external, &sh->scratch);
         free(meta);
