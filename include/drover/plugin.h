@@ -394,8 +394,13 @@ typedef struct dr_plugin {
      * always before the outputs stop. Their filter callback may still be
      * called afterwards. */
     void (*stop)(dr_instance *inst);
-    /* Frees everything; timers and handles must be closed before it
-     * returns (the core runs the loop until they are). */
+    /* Frees everything, or starts to: handles are closed with uv_close,
+     * and their close callbacks may free the plugin's own memory, as the
+     * core runs the loop after destroy until every handle is closed. What
+     * belongs to the core must be let go before destroy returns (series
+     * references, chunks, the configuration's strings): the core frees the
+     * instances and the series table right after the destroys, before the
+     * loop runs again. */
     void (*destroy)(dr_instance *inst);
     /* DR_DATA_* this plugin produces (inputs) or handles (filters and
      * outputs); 0 means logs. The core routes a chunk only to the filters
