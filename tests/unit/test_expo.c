@@ -1271,14 +1271,15 @@ void test_expo_values_match_strtod(void)
  * key and end its series where the lexer does. */
 void test_expo_known_series_window_edges(void)
 {
-    static const char *const tricky[] = {"}", "\\\"", "\\\\", "}\\\"}", "{", "\\n", ",a=\\\"b\\\"}"};
+    static const char *const tricky[] = {"}", "\\\"", "\\\\",         "}\\\"}",
+                                         "{", "\\n",  ",a=\\\"b\\\"}"};
     char body[65536];
     size_t len = 0, lines = 0;
     for (size_t t = 0; t < sizeof tricky / sizeof tricky[0]; t++)
         for (int pad = 0; pad < 40; pad++) {
-            len += (size_t)snprintf(body + len, sizeof body - len, "m{a=\"%.*s%s\",b=\"x\"} %d\n",
-                                    pad, "........................................", tricky[t],
-                                    pad);
+            len +=
+                (size_t)snprintf(body + len, sizeof body - len, "m{a=\"%.*s%s\",b=\"x\"} %d\n", pad,
+                                 "........................................", tricky[t], pad);
             lines++;
         }
     collector c = {0};
