@@ -392,15 +392,14 @@ static void family_note(rw_state *st, const dr_metric_meta *m)
     f->meta.type = m->type;
 }
 
-/* The family of a series: its name, or its name without the suffix a
- * histogram, summary, counter or info sample carries. */
-static const dr_metric_meta *family_of(const rw_state *st, const dr_series *s)
+/* The family of a series whose __name__ is `name`: the name, or the name
+ * without the suffix a histogram, summary, counter or info sample carries. */
+static const dr_metric_meta *family_of(const rw_state *st, dr_symbol_view name)
 {
     static const char *const suffixes[] = {"_bucket",  "_count", "_sum",    "_total",
                                            "_created", "_info",  "_gcount", "_gsum"};
-    if (!st->families_n)
+    if (!st->families_n || !name.s)
         return NULL;
-    dr_symbol_view name = dr_series_value(st->series, s, "__name__", 8);
     rw_family *f = family_find(st, name.s, name.len);
     for (size_t i = 0; !f && i < sizeof suffixes / sizeof suffixes[0]; i++) {
         size_t sl = strlen(suffixes[i]);
@@ -442,7 +441,7 @@ int rw_request_encode(rw_state *st, rw_shard *sh, rw_request *req)
         for (uint32_t i = 0; i < req->nsamples; i++) {
             uint32_t v = name_value_id(req->samples[i].series, name_sym);
             if (v == DR_SERIES_NO_SYMBOL || v != last) {
-                last_meta = family_of(st, req->samples[i].series);
+                last_meta = family_of(st, dr_series_symbol(st->series, v));
                 last = v;
             }
             meta[i] = last_meta;
