@@ -9,7 +9,8 @@ must be in the receiver with its labels (plus the external labels), its
 timestamp and its value, and nothing else. Also: a receiver down for 60 s
 (nothing lost, then caught up), a 400 answer (dropped and counted, not
 retried), staleness reaching the receiver, write_relabel_configs, 2.0 and
-the fall back to 1.0 on 415.
+the fall back to 1.0 on 415, native histograms (scraped from Prometheus 3
+in the protobuf format and written back with 1.0 and 2.0).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import json
 import math
 import os
 import time
+
+import pytest
 
 from drover_e2e import HOST, OutputFile, wait_until, yaml_str
 from faultproxy import FaultProxy
@@ -73,7 +76,7 @@ def produced(out: str, *, extra_labels: dict = None) -> dict[str, list[tuple[int
     f.read()
     series = {}
     for r in f.records:
-        if r.get("stale"):
+        if r.get("stale") or "histogram" in r:
             continue
         labels = dict(r["labels"])
         labels["__name__"] = r["name"]
@@ -83,6 +86,65 @@ def produced(out: str, *, extra_labels: dict = None) -> dict[str, list[tuple[int
     for v in series.values():
         v.sort()
     return series
+
+
+def produced_histograms(out: str) -> dict[str, list[tuple[int, float, float, list]]]:
+    """The native histograms drover produced, from the file output, in the
+    shape Receiver.histograms() reads them: {series: [(ts_ms, count, sum,
+    [(lower, upper, count) of each populated bucket])]}. Bucket bounds follow
+    the exponential schema: bucket i of schema s is (2^((i-1)/2^s), 2^(i/2^s)]."""
+    f = OutputFile(out)
+    f.read()
+    series = {}
+    for r in f.records:
+        h = r.get("histogram")
+        if r.get("stale") or not h:
+            continue
+        labels = dict(r["labels"])
+        labels["__name__"] = r["name"]
+        buckets = []
+        if float(h["zero_count"]):
+            zt = float(h["zero_threshold"])
+            buckets.append((-zt, zt, float(h["zero_count"])))
+        for side, sign in (("negative", -1), ("positive", 1)):
+            counts = h.get(side + "_counts")
+            if counts is None:  # integer buckets: deltas from the previous bucket
+                counts, c = [], 0
+                for delta in h[side + "_deltas"]:
+                    c += delta
+                    counts.append(c)
+            idx, k = 0, 0
+            for offset, length in h[side + "_spans"]:
+                idx += offset
+                for _ in range(length):
+                    lo, hi = (2.0 ** ((idx - 1) / 2.0 ** h["schema"]),
+                              2.0 ** (idx / 2.0 ** h["schema"]))
+                    if float(counts[k]):
+                        buckets.append((lo, hi, float(counts[k])) if sign > 0
+                                       else (-hi, -lo, float(counts[k])))
+                    idx += 1
+                    k += 1
+        ts = int(round(_ts_ms(r["time"])))
+        series.setdefault(json.dumps(labels, sort_keys=True), []).append(
+            (ts, float(h["count"]), float(h["sum"]), sorted(buckets)))
+    for v in series.values():
+        v.sort()
+    return series
+
+
+def same_histograms(a: list, b: list) -> bool:
+    if len(a) != len(b):
+        return False
+    for (ta, ca, sa, ba), (tb, cb, sb, bb) in zip(a, b):
+        if ta != tb or ca != cb or not math.isclose(sa, sb, rel_tol=1e-12):
+            return False
+        if len(ba) != len(bb):
+            return False
+        for (la, ha, na), (lb, hb, nb) in zip(ba, sorted(bb)):
+            if na != nb or not math.isclose(la, lb, rel_tol=1e-12) or \
+                    not math.isclose(ha, hb, rel_tol=1e-12):
+                return False
+    return True
 
 
 def _ts_ms(rfc3339: str) -> float:
@@ -325,3 +387,36 @@ def test_slow_receiver_gets_more_shards(start_drover, payloads, victoria, tmp_pa
         # more than one shard could ever carry in that time
         assert sent > 1.5 * 4000 * 10, "%d samples in 10 s with %d shards" % (sent, shards())
         assert d.stop() == 0
+
+
+@pytest.mark.parametrize("message", ["prometheus.WriteRequest", "io.prometheus.write.v2.Request"])
+def test_native_histograms_to_prometheus3(start_drover, start_prometheus3, tmp_path, message):
+    """Prometheus 3 exposes native histograms of its own (the query engine's
+    and the HTTP handlers' durations) in the protobuf format: drover scrapes
+    them from it and writes them back into it. Every histogram drover
+    produced must be stored as that native histogram (count, sum, every
+    bucket's bounds and count), every float series beside them too."""
+    p3 = start_prometheus3()
+    for _ in range(3):  # requests, so the duration histograms have buckets
+        p3.query("up")
+    cfg, out = config(tmp_path, "- job_name: nh\n  scrape_protocols: [PrometheusProto]\n"
+                      "  static_configs: [{targets: [\"%s:%d\"]}]\n" % (HOST, p3.port),
+                      p3.write_url, rw_extra="protobuf_message: %s\n" % message)
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: d.metrics().get("drover_scrapes_total", name="scrape") >= 3, 20,
+               what="3 scrapes")
+    wait_sent(d)
+    assert d.metrics().get("drover_remote_write_histograms_total", name="rw") > 0
+    stop_scraping(d)
+    want = produced_histograms(out)
+    assert len(want) >= 5, "Prometheus 3 exposed %d native histograms" % len(want)
+    assert any(len(v[0][3]) >= 2 for v in want.values()), "no histogram with buckets"
+    start, end = time.time() - 60, time.time() + 1
+    got = p3.histograms('{job="nh"}', start, end)
+    missing = [k for k in want if k not in got]
+    assert not missing, "%d histograms missing, e.g. %s" % (len(missing), missing[:3])
+    bad = [k for k in want if not same_histograms(want[k], got[k])]
+    assert not bad, "%d histograms differ, e.g. %s: want %s got %s" % (
+        len(bad), bad[0], want[bad[0]][:2], got[bad[0]][:2])
+    compare(produced(out), p3.samples('{job="nh"}', start, end))
