@@ -851,8 +851,11 @@ static void ptrset_add(ptrset *s, const void *p)
 
 /* The source a chunk belongs to: its container, else its input. Chunks of
  * one source must never be in two batches in flight at once. */
+/* The stream a chunk keeps its order in (see dr_chunk.stream). */
 static const void *source_of(const dr_chunk *c)
 {
+    if (c->stream)
+        return c->stream;
     return c->meta ? (const void *)c->meta : (const void *)c->input;
 }
 

@@ -192,6 +192,11 @@ struct dr_chunk {
     dr_instance *input;
     dr_meta *meta;      /* one reference held by the chunk, may be NULL */
     dr_kube_meta *kube; /* one reference, set by the kubernetes filter; may be NULL */
+    /* What the chunk's order is kept within (an identity, never read):
+     * chunks of one stream are delivered in the order emitted. NULL: the
+     * meta's source (one container) or, without meta, the whole input. A
+     * scrape input sets its target, so that targets go out in parallel. */
+    const void *stream;
     /* Outputs a route filter chose (dr_chunk_route); none: the input's. */
     dr_instance *route[DR_ROUTE_MAX];
     uint8_t nroute;
@@ -408,10 +413,10 @@ typedef struct dr_plugin {
     uint32_t data;
 } dr_plugin;
 
-/* The chunks of a batch, oldest first. Chunks of one source (one
- * container) keep their order, and a source never has chunks in two
- * batches in flight at once, so an output that sends batches in parallel
- * never reorders a stream. */
+/* The chunks of a batch, oldest first. Chunks of one stream (one
+ * container, one scrape target: dr_chunk.stream) keep their order, and a
+ * stream never has chunks in two batches in flight at once, so an output
+ * that sends batches in parallel never reorders a stream. */
 size_t dr_flush_count(const dr_flush *f);
 const dr_chunk *dr_flush_chunk(const dr_flush *f, size_t i);
 /* How many times this batch's oldest chunk was tried before (0 at first). */

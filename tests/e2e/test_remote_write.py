@@ -420,3 +420,29 @@ def test_native_histograms_to_prometheus3(start_drover, start_prometheus3, tmp_p
     assert not bad, "%d histograms differ, e.g. %s: want %s got %s" % (
         len(bad), bad[0], want[bad[0]][:2], got[bad[0]][:2])
     compare(produced(out), p3.samples('{job="nh"}', start, end))
+
+
+def test_targets_are_sent_in_parallel(start_drover, payloads, victoria, tmp_path):
+    """The chunks of one target keep their order, but different targets'
+    must not wait for each other: with a receiver slower than the load,
+    several batches (each of a few targets' scrapes) are in the shards at
+    once, so more samples are pending than one batch holds."""
+    body = b"".join(b'par{n="%d"} %d\n' % (i, i) for i in range(2000))
+    payloads.set("/metrics", Answer(body))
+    jobs = "".join("- job_name: par%d\n  static_configs: [{targets: [%s]}]\n" % (j, payloads.address)
+                   for j in range(8))
+    with FaultProxy(victoria.port, keep_bodies=False) as proxy:
+        proxy.set_mode("slow", delay=0.5)
+        # a batch: 16 B a sample, full past 16 * 500 * 10 B = 5000 samples,
+        # so three scrapes of 2005 samples (6015) at most
+        cfg, _ = config(tmp_path, jobs, proxy.url + "/api/v1/write",
+                        rw_extra="min_shards: 4\nmax_shards: 4\nmax_samples_per_send: 500\n")
+        d = start_drover(cfg)
+        d.wait_ready()
+        peak = 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and peak <= 2 * 6015:
+            peak = max(peak, d.metrics().get("drover_remote_write_samples_pending", name="rw"))
+            time.sleep(0.2)
+        assert peak > 2 * 6015, "at most %d samples pending: one batch at a time" % peak
+        assert d.stop() == 0

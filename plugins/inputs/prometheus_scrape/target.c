@@ -489,6 +489,9 @@ static void emit(scrape_target *t, dr_chunk *c)
         return;
     }
     dr_counter_add(in->samples, c->nsamples);
+    /* a target's scrapes stay in order; different targets' need not wait
+     * for each other */
+    c->stream = t;
     dr_input_emit(in->inst, c);
 }
 
