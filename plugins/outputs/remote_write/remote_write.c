@@ -84,7 +84,8 @@ static const dr_option rw_options[] = {
      1000,
      "Most shards; the number in use follows the load (every 10 s, from the rates of samples "
      "in and out and the time sends take, as Prometheus computes it; when the queue fills "
-     "while the shards are busy, which holds the scrapes back, by half as many again)."},
+     "while the shards are busy, which holds the scrapes back, by half as many again; never "
+     "fewer while the queue is over half full)."},
     {"max_samples_per_send",
      DR_OPT_INT,
      offsetof(rw_conf, max_samples_per_send),
@@ -597,11 +598,25 @@ static void process_batch(rw_state *st, rw_batch *b)
     }
 }
 
+/* Payload bytes of a batch (a metric chunk counts 16 per sample): about
+ * ten requests' worth, or two per shard where there are more shards, so
+ * that requests stay near max_samples_per_send however many shards share
+ * a batch (at most a hundred requests' worth). */
+static uint64_t batch_bytes(const rw_conf *conf, uint32_t nshards)
+{
+    uint64_t requests = nshards > 5 ? 2 * (uint64_t)nshards : 10;
+    if (requests > 100)
+        requests = 100;
+    return 16 * (uint64_t)conf->max_samples_per_send * requests;
+}
+
 void rw_release_held(rw_state *st)
 {
     if (st->want_shards != st->nshards) {
         st->nshards = st->want_shards;
         dr_gauge_set(st->m.shards, st->nshards);
+        dr_output_set_batch(st->inst, batch_bytes(st->conf, st->nshards),
+                            st->conf->batch_send_deadline_ms);
     }
     while (st->held && st->want_shards == st->nshards) {
         rw_batch *b = st->held;
@@ -689,9 +704,7 @@ static int rw_init(dr_instance *inst, dr_error *err)
     st->client = dr_http_client_new(inst->loop, &conf->http, err);
     if (!st->client)
         return DR_EINVAL;
-    /* payload bytes of a metric chunk are 16 per sample: about ten
-     * requests' worth per batch */
-    dr_output_set_batch(inst, 16 * (uint64_t)conf->max_samples_per_send * 10,
+    dr_output_set_batch(inst, batch_bytes(conf, (uint32_t)conf->min_shards),
                         conf->batch_send_deadline_ms);
     return 0;
 }

@@ -120,6 +120,7 @@ struct rw_state {
      * tick: a full queue makes the scrapes skip, so the input rate alone
      * would never show the backlog. */
     double max_fill;
+    double grown_out_rate; /* samples/s out when the shards last grew for a full queue */
     int64_t last_failure_ms;
     int64_t highest_sent_ts_ms;
 

@@ -11,8 +11,9 @@
  * the backlog (so a queue that fell behind catches up). The count changes
  * only when the wish is more than 30% away from the current count, never
  * upwards while sends fail (more shards would not help a receiver that is
- * down), and only once every shard has drained: a series' samples must not
- * be in two shards at once.
+ * down), never downwards while the queue is over half full, and only once
+ * every shard has drained: a series' samples must not be in two shards at
+ * once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
  * shards cannot keep up. */
 #define RW_SATURATED_FILL 0.5
 #define RW_SATURATED_BUSY 0.7
+/* What a growth for a full queue must have gained before the next one. */
+#define RW_GROWTH_GAIN 1.1
 
 static void shard_kick(rw_shard *sh);
 
@@ -352,11 +355,13 @@ static uint32_t desired_shards(rw_state *st)
     uint64_t in = dr_counter_get(st->m.samples_in);
     uint64_t out = dr_counter_get(st->m.samples_sent) + dr_counter_get(st->m.histograms_sent);
     double secs = RW_RESHARD_MS / 1000.0;
+    double out_now = (double)(out - st->last_out) / secs;
     st->in_rate = ewma(st->in_rate, (double)(in - st->last_in) / secs);
-    st->out_rate = ewma(st->out_rate, (double)(out - st->last_out) / secs);
-    /* seconds spent sending, per second */
-    st->send_rate =
-        ewma(st->send_rate, (double)(st->send_ns_total - st->last_send_ns) / 1e9 / secs);
+    st->out_rate = ewma(st->out_rate, out_now);
+    /* seconds spent sending, per second: over the last period (busy) and
+     * smoothed (send_rate) */
+    double busy = (double)(st->send_ns_total - st->last_send_ns) / 1e9 / secs;
+    st->send_rate = ewma(st->send_rate, busy);
     st->last_in = in;
     st->last_out = out;
     st->last_send_ns = st->send_ns_total;
@@ -368,16 +373,28 @@ static uint32_t desired_shards(rw_state *st)
         pending += st->shards[i].pending_samples;
     double want = time_per_sample * (st->in_rate + RW_BACKLOG_SHARE * (double)pending);
     /* Busy shards behind a filling queue: the input is held back (scrapes
-     * skip), so its rate understates the load. Grow by half at a time. */
+     * skip), so its rate understates the load. Grow by half at a time,
+     * judging the last period alone (the smoothed rate would lag a step
+     * behind each growth), and again only once the last growth has sent
+     * more: shards wait on a receiver (or a loop) at its limit just as
+     * busily, and more of them only make smaller requests. */
     double fill = st->max_fill;
     st->max_fill = 0;
-    if (fill >= RW_SATURATED_FILL && st->send_rate >= RW_SATURATED_BUSY * st->nshards) {
+    if (fill >= RW_SATURATED_FILL && busy >= RW_SATURATED_BUSY * st->nshards) {
         double grown = st->nshards + (st->nshards + 1) / 2;
-        if (want < grown)
+        if (want < grown && out_now >= RW_GROWTH_GAIN * st->grown_out_rate) {
             want = grown;
+            st->grown_out_rate = out_now;
+        }
+    } else if (fill < RW_SATURATED_FILL) {
+        st->grown_out_rate = 0;
     }
     double lo = 0.7 * st->nshards, hi = 1.3 * st->nshards;
     if (want >= lo && want <= hi)
+        return st->nshards;
+    /* fewer shards behind a filling queue would only fall further behind
+     * (the rates are noisy while scrapes skip and reshards drain) */
+    if (want < lo && fill >= RW_SATURATED_FILL)
         return st->nshards;
     uint32_t n = (uint32_t)(want + 0.999);
     if (n < (uint32_t)st->conf->min_shards)
