@@ -101,6 +101,22 @@ static void describe_options(const dr_option *table, dr_buf *out)
     dr_options_free(opts);
 }
 
+/* The tables of the structured options whose entries have keys of their
+ * own (a list of maps: scrape_configs), and theirs in turn, each headed by
+ * its path (scrape_configs[].kubernetes_sd_configs). */
+static void describe_entries(const dr_option *table, const char *prefix, dr_buf *out)
+{
+    for (const dr_option *o = table; o && o->name; o++) {
+        if (o->type != DR_OPT_NODE || !o->group)
+            continue;
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "[]." : "", o->name);
+        dr_buf_printf(out, "\n### Keys of each `%s` entry\n\n", path);
+        describe_options(o->group, out);
+        describe_entries(o->group, path, out);
+    }
+}
+
 int dr_plugin_describe(const dr_plugin *p, dr_buf *out)
 {
     static const char *const kinds[] = {"input", "filter", "output"};
@@ -112,12 +128,7 @@ int dr_plugin_describe(const dr_plugin *p, dr_buf *out)
                                                            : "log records");
     dr_buf_puts(out, "## Options\n\n");
     describe_options(p->options, out);
-    for (const dr_option *o = p->options; o && o->name; o++) {
-        if (o->type != DR_OPT_NODE || !o->group)
-            continue;
-        dr_buf_printf(out, "\n### Keys of each `%s` entry\n\n", o->name);
-        describe_options(o->group, out);
-    }
+    describe_entries(p->options, "", out);
     dr_buf_printf(out, "\n## Options every %s has\n\n", kinds[p->kind]);
     describe_options(p->kind == DR_INPUT    ? dr_common_input_options
                      : p->kind == DR_FILTER ? dr_common_filter_options

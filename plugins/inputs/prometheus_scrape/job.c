@@ -30,8 +30,8 @@ typedef struct job_conf {
     uint64_t body_size_limit;
     dr_strlist scrape_protocols;
     char *fallback_scrape_protocol;
-    const dr_cfg_node *params, *static_configs, *file_sd_configs, *relabel_configs,
-        *metric_relabel_configs;
+    const dr_cfg_node *params, *static_configs, *file_sd_configs, *kubernetes_sd_configs,
+        *relabel_configs, *metric_relabel_configs;
     char *basic_username, *basic_password, *basic_password_file;
     char *auth_type, *auth_credentials, *auth_credentials_file;
     char *bearer_token, *bearer_token_file;
@@ -96,6 +96,18 @@ const dr_option scrape_job_options[] = {
         "Target groups: a list of {targets: [host:port, ...], labels: {name: value}}."),
     OPT("file_sd_configs", DR_OPT_NODE, file_sd_configs, NULL,
         "Target groups read from files: a list of {files: [glob, ...], refresh_interval}."),
+    {"kubernetes_sd_configs",
+     DR_OPT_NODE,
+     offsetof(job_conf, kubernetes_sd_configs),
+     NULL,
+     0,
+     {.group = kube_sd_options},
+     0,
+     0,
+     "Targets from the Kubernetes API, as Prometheus discovers them: a list of discoveries, "
+     "each with the keys in the table below. Role pod (the other roles are refused for now); "
+     "only this node's pods when the agent knows its node (node_local). The targets follow "
+     "the pods within 5 s."},
     OPT("relabel_configs", DR_OPT_NODE, relabel_configs, NULL,
         "Relabeling of the targets, before scraping."),
     OPT("metric_relabel_configs", DR_OPT_NODE, metric_relabel_configs, NULL,
@@ -215,15 +227,24 @@ static char *accept_header(const scrape_protocol *p, size_t n)
 
 /* ---- target groups ------------------------------------------------------------------ */
 
+void group_clear(target_group *g)
+{
+    for (size_t j = 0; j < g->targets.n; j++) {
+        free(g->targets.v[j]);
+        if (g->per_target)
+            dr_labels_free(&g->per_target[j]);
+    }
+    free(g->targets.v);
+    free(g->per_target);
+    dr_labels_free(&g->labels);
+    free(g->source);
+    memset(g, 0, sizeof *g);
+}
+
 void groups_free(target_group *g, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < g[i].targets.n; j++)
-            free(g[i].targets.v[j]);
-        free(g[i].targets.v);
-        dr_labels_free(&g[i].labels);
-        free(g[i].source);
-    }
+    for (size_t i = 0; i < n; i++)
+        group_clear(&g[i]);
     free(g);
 }
 
@@ -499,10 +520,31 @@ static int parse_file_sds(scrape_job *job, const dr_cfg_node *list, const char *
     return nerr;
 }
 
+static int parse_kube_sds(scrape_job *job, const dr_cfg_node *list, const char *path,
+                          dr_cfg_errors *errs)
+{
+    if (!list || list->type == DR_CFG_NULL)
+        return 0;
+    if (list->type != DR_CFG_SEQ) {
+        dr_cfg_error(errs, list, path, "kubernetes_sd_configs: expected a list");
+        return 1;
+    }
+    job->kube_sds = calloc(list->n ? list->n : 1, sizeof *job->kube_sds);
+    if (!job->kube_sds)
+        return 1;
+    int nerr = 0;
+    for (size_t i = 0; i < list->n; i++) {
+        char sub[300];
+        snprintf(sub, sizeof sub, "%s.kubernetes_sd_configs[%zu]", path, i);
+        nerr += kube_sd_parse(list->items[i], sub, &job->kube_sds[i], errs);
+        job->nkube_sds++;
+    }
+    return nerr;
+}
+
 /* Keys of Prometheus' scrape_config that drover does not read (yet). They
  * are refused by name, so that a pasted job never silently loses them. */
 static const char *const unsupported_keys[] = {
-    "kubernetes_sd_configs",
     "consul_sd_configs",
     "dns_sd_configs",
     "ec2_sd_configs",
@@ -607,6 +649,7 @@ int job_parse(scrape_input *in, const dr_cfg_node *map, const char *path, scrape
     nerr +=
         groups_parse(c.static_configs, sub, NULL, &job->static_groups, &job->nstatic_groups, errs);
     nerr += parse_file_sds(job, c.file_sd_configs, path, errs);
+    nerr += parse_kube_sds(job, c.kubernetes_sd_configs, path, errs);
     if (c.relabel_configs) {
         snprintf(sub, sizeof sub, "%s.relabel_configs", path);
         nerr += dr_relabel_parse(c.relabel_configs, sub, &job->relabel, errs) != 0;
@@ -649,12 +692,22 @@ void job_free(scrape_job *job)
     for (size_t i = 0; i < job->nfile_sds; i++)
         file_sd_free(&job->file_sds[i]);
     free(job->file_sds);
+    for (size_t i = 0; i < job->nkube_sds; i++)
+        kube_sd_free(&job->kube_sds[i]);
+    free(job->kube_sds);
 }
 
 int job_start(scrape_job *job, dr_error *err)
 {
     job->http = dr_http_client_new(job->in->inst->loop, &job->http_conf, err);
-    return job->http ? 0 : DR_EINVAL;
+    if (!job->http)
+        return DR_EINVAL;
+    for (size_t i = 0; i < job->nkube_sds; i++) {
+        int rc = kube_sd_start(job, &job->kube_sds[i], err);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---- targets ------------------------------------------------------------------------- */
@@ -761,7 +814,7 @@ static void set_if_absent(dr_labels *ls, const char *name, const char *value)
  * Returns 1 with the target's final labels in `out`, its URL in *url and
  * its interval and timeout; 0 when relabeling dropped it; a DR_E* code
  * with `why` set when the result is not a target. */
-static int populate(const scrape_job *job, const target_group *g, const char *address,
+static int populate(const scrape_job *job, const target_group *g, size_t index,
                     dr_labels *discovered, dr_labels *out, char **url, int64_t *interval_ms,
                     int64_t *timeout_ms, char *why, size_t whylen)
 {
@@ -769,8 +822,16 @@ static int populate(const scrape_job *job, const target_group *g, const char *ad
     dr_labels_reset(out);
     if (dr_labels_copy(discovered, &g->labels) != 0)
         return DR_ENOMEM;
-    dr_labels_sets(discovered, "__address__", address);
-    if (g->source)
+    if (g->per_target) {
+        /* a target's own labels win over its group's, as in Prometheus */
+        const dr_labels *own = &g->per_target[index];
+        for (uint32_t i = 0; i < own->n; i++)
+            if (dr_labels_set(discovered, own->v[i].name, own->v[i].name_len, own->v[i].value,
+                              own->v[i].value_len) != 0)
+                return DR_ENOMEM;
+    }
+    dr_labels_sets(discovered, "__address__", g->targets.v[index]);
+    if (g->source && !g->per_target)
         set_if_absent(discovered, "__meta_filepath", g->source);
     set_if_absent(discovered, "job", job->name);
     set_if_absent(discovered, "__scheme__", job->scheme);
@@ -884,8 +945,8 @@ static void sync_group(scrape_job *job, const target_group *g, scrape_target **l
         char *url = NULL;
         int64_t interval_ms = 0, timeout_ms = 0;
         char why[256] = "";
-        int rc = populate(job, g, g->targets.v[i], &discovered, &final, &url, &interval_ms,
-                          &timeout_ms, why, sizeof why);
+        int rc = populate(job, g, i, &discovered, &final, &url, &interval_ms, &timeout_ms, why,
+                          sizeof why);
         if (rc <= 0) {
             if (rc < 0)
                 dr_log(job->in->inst, DR_LOG_WARN, "target dropped",
@@ -936,16 +997,34 @@ static void sync_group(scrape_job *job, const target_group *g, scrape_target **l
     dr_labels_free(&final);
 }
 
+/* What a sync carries from group to group. */
+typedef struct sync_state {
+    scrape_job *job;
+    scrape_target *live, *fresh;
+    size_t nfresh;
+} sync_state;
+
+static void sync_visit(void *ctx, const target_group *g)
+{
+    sync_state *s = ctx;
+    sync_group(s->job, g, &s->live, &s->fresh, &s->nfresh);
+}
+
 void job_sync_targets(scrape_job *job)
 {
-    scrape_target *live = job->targets, *fresh = NULL;
-    size_t nfresh = 0;
+    if (job->in->stopping)
+        return;
+    sync_state st = {job, job->targets, NULL, 0};
     job->ndropped_targets = 0;
     for (size_t i = 0; i < job->nstatic_groups; i++)
-        sync_group(job, &job->static_groups[i], &live, &fresh, &nfresh);
+        sync_visit(&st, &job->static_groups[i]);
     for (size_t s = 0; s < job->nfile_sds; s++)
         for (size_t i = 0; i < job->file_sds[s].ngroups; i++)
-            sync_group(job, &job->file_sds[s].groups[i], &live, &fresh, &nfresh);
+            sync_visit(&st, &job->file_sds[s].groups[i]);
+    for (size_t s = 0; s < job->nkube_sds; s++)
+        kube_sd_visit(&job->kube_sds[s], sync_visit, &st);
+    scrape_target *live = st.live, *fresh = st.fresh;
+    size_t nfresh = st.nfresh;
     /* what is left on the live list is gone: its series end */
     while (live) {
         scrape_target *t = live;

@@ -140,6 +140,8 @@ static void on_sd_timer(uv_timer_t *timer)
         bool changed = false;
         for (size_t s = 0; s < job->nfile_sds; s++)
             changed |= file_sd_refresh(job, &job->file_sds[s], false);
+        for (size_t s = 0; s < job->nkube_sds; s++)
+            changed |= kube_sd_take_changes(&job->kube_sds[s]);
         if (changed)
             job_sync_targets(job);
     }
@@ -180,6 +182,8 @@ static int scrape_start(dr_instance *inst)
             file_sd_refresh(&in->jobs[i], &in->jobs[i].file_sds[s], true);
             any_file_sd = true;
         }
+        if (in->jobs[i].nkube_sds)
+            any_file_sd = true; /* the same tick applies discovered changes */
         job_sync_targets(&in->jobs[i]);
     }
     if (any_file_sd) {
@@ -216,6 +220,8 @@ static void stop_everything(scrape_input *in)
             target_stop(t, false);
         }
         job->ntargets = 0;
+        for (size_t s = 0; s < job->nkube_sds; s++)
+            kube_sd_stop(&job->kube_sds[s]);
     }
     if (in->sd_timer_started)
         uv_timer_stop(&in->sd_timer);
@@ -247,8 +253,9 @@ const dr_plugin dr_plugin_prometheus_scrape = {
     .name = "prometheus_scrape",
     .kind = DR_INPUT,
     .description =
-        "Scrapes Prometheus endpoints with the scrape_configs of a prometheus.yml: static and "
-        "file-based targets, relabel_configs and metric_relabel_configs, honor_labels and "
+        "Scrapes Prometheus endpoints with the scrape_configs of a prometheus.yml: static, "
+        "file-based and Kubernetes-discovered targets (pods, of this node by default), "
+        "relabel_configs and metric_relabel_configs, honor_labels and "
         "honor_timestamps, sample and label limits, basic, bearer and TLS authentication. Text "
         "0.0.4, OpenMetrics 1.0 and protobuf bodies, gzip'ed or not, chosen by "
         "scrape_protocols. Each target gets up, scrape_duration_seconds, "

@@ -9,6 +9,7 @@
  *              the body, the series cache, staleness, the report series
  *   cache.c    the series cache of a target (cache.h)
  *   file_sd.c  file_sd_configs: target groups read from files
+ *   kube_sd.c  kubernetes_sd_configs: target groups from the Kubernetes API
  *
  * Everything runs on the loop thread.
  */
@@ -25,6 +26,7 @@
 #include "drover/plugin.h"
 #include "expo.h"
 #include "http_client.h"
+#include "kube.h"
 #include "labels.h"
 #include "relabel.h"
 
@@ -44,11 +46,12 @@ typedef enum {
 } scrape_protocol;
 
 /* One target group: the addresses and the labels they share, from a
- * static_configs entry or a file_sd file. */
+ * static_configs entry, a file_sd file or a discovered object. */
 typedef struct target_group {
     dr_strlist targets;
-    dr_labels labels; /* owns its bytes */
-    char *source;     /* the file it came from (file_sd), else NULL */
+    dr_labels labels;      /* owns its bytes */
+    dr_labels *per_target; /* each target's own labels (over the group's), or NULL */
+    char *source;          /* the file (file_sd) or object (kube_sd) it came from, or NULL */
 } target_group;
 
 /* A file_sd_configs entry: the file patterns, and the groups last read. */
@@ -61,6 +64,35 @@ typedef struct file_sd {
     size_t ngroups;
     char *last_error;
 } file_sd;
+
+/* A kubernetes_sd_configs entry. Roles in Prometheus' order; drover
+ * discovers the pod role. */
+typedef enum {
+    KUBE_SD_POD,
+    KUBE_SD_NODE,
+    KUBE_SD_SERVICE,
+    KUBE_SD_ENDPOINTS,
+    KUBE_SD_ENDPOINTSLICE,
+    KUBE_SD_INGRESS,
+} kube_sd_role;
+
+typedef struct kube_sd_entry kube_sd_entry;
+
+typedef struct kube_sd {
+    scrape_job *job;
+    kube_sd_role role;
+    dr_kube_conf api; /* api_server, kubeconfig_file, token, TLS */
+    dr_strlist namespaces;
+    bool own_namespace;
+    char *label_selector, *field_selector; /* of the role's own selector */
+    bool node_local;                       /* only this node's pods (default) */
+    dr_kube *kube;
+    kube_sd_entry **buckets; /* the groups by source */
+    uint32_t nbuckets;
+    size_t ngroups;
+    bool dirty;  /* groups changed since the targets were synced */
+    bool synced; /* the first list is in */
+} kube_sd;
 
 /* How many targets one job may have: a bound on what discovery can make
  * the agent do. */
@@ -87,6 +119,8 @@ struct scrape_job {
     size_t nstatic_groups;
     file_sd *file_sds;
     size_t nfile_sds;
+    kube_sd *kube_sds;
+    size_t nkube_sds;
     scrape_target *targets; /* the live targets (a list) */
     size_t ntargets;
     size_t ndropped_targets; /* relabel_configs dropped them at the last sync */
@@ -167,6 +201,8 @@ void job_sync_targets(scrape_job *job);
 int groups_parse(const dr_cfg_node *list, const char *path, const char *source, target_group **out,
                  size_t *nout, dr_cfg_errors *errs);
 void groups_free(target_group *g, size_t n);
+/* Frees what one group holds and zeroes it. */
+void group_clear(target_group *g);
 
 /* ---- target.c ---- */
 
@@ -186,5 +222,22 @@ void file_sd_free(file_sd *sd);
 /* Reads the files again when they changed or the refresh interval passed.
  * True when the groups changed. */
 bool file_sd_refresh(scrape_job *job, file_sd *sd, bool force);
+
+/* ---- kube_sd.c ---- */
+
+/* The keys of a kubernetes_sd_configs entry (also what --describe lists). */
+extern const dr_option kube_sd_options[];
+int kube_sd_parse(const dr_cfg_node *map, const char *path, kube_sd *sd, dr_cfg_errors *errs);
+/* Connects and starts the watches; the job's targets follow the first
+ * complete list. 0 or a DR_E* code with err. */
+int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err);
+/* True (once) when the groups changed since the last call. */
+bool kube_sd_take_changes(kube_sd *sd);
+/* Calls fn for every group. */
+void kube_sd_visit(const kube_sd *sd, void (*fn)(void *ctx, const target_group *g), void *ctx);
+void kube_sd_stop(kube_sd *sd);
+void kube_sd_free(kube_sd *sd);
+/* The target group of one pod object (the pod role; tested on its own). */
+int kube_sd_pod_group(const dr_jv *pod, target_group *g);
 
 #endif

@@ -1,0 +1,835 @@
+/*
+ * kubernetes_sd_configs: scrape targets from the Kubernetes API, with the
+ * target labels Prometheus' Kubernetes discovery gives them, so that the
+ * relabel_configs of a pasted job work unchanged.
+ *
+ * Role pod: every container port of every pod with an IP is a target
+ * (podIP:port), and a container without ports is one target at the pod IP;
+ * init containers too, marked __meta_kubernetes_pod_container_init="true".
+ * The pod's labels, annotations, phase, readiness, node, host IP, UID and
+ * controlling owner become __meta_kubernetes_pod_* labels. A pod without an
+ * IP (pending, evicted) has no targets.
+ *
+ * Node-local by default: when the agent knows its node (node_name, as a
+ * DaemonSet sets it from the downward API), the pod role watches only the
+ * pods with spec.nodeName of that node, as a field selector would; each
+ * agent scrapes what runs beside it and the API server serves one small
+ * watch per node instead of every pod of the cluster to every node.
+ *
+ * The watches come from the shared Kubernetes client (src/kube.h): one
+ * LIST, then a WATCH resumed where it stopped; the groups change as events
+ * arrive and the job's targets follow at the next discovery tick (the
+ * first complete list applies at once).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scrape.h"
+
+/* A pod's target group, found by its source ("pod/<namespace>/<name>"). */
+struct kube_sd_entry {
+    kube_sd_entry *next; /* in its bucket */
+    uint64_t hash;
+    target_group g; /* g.source is the key */
+};
+
+/* Pods one discovery keeps at most (a cluster-wide watch of a big cluster
+ * must not grow without bound). */
+#define KUBE_SD_MAX_GROUPS 100000u
+
+/* In kube_sd_role's order; NULL-terminated for the option table. */
+static const char *const role_names[] = {"pod",           "node",    "service", "endpoints",
+                                         "endpointslice", "ingress", NULL};
+
+/* The selector roles each discovery role takes (Prometheus' rules). */
+static bool selector_role_allowed(kube_sd_role role, const char *sel)
+{
+    switch (role) {
+    case KUBE_SD_POD:
+        return strcmp(sel, "pod") == 0 || strcmp(sel, "node") == 0;
+    default:
+        return false;
+    }
+}
+
+static int role_of(const char *s, kube_sd_role *out)
+{
+    for (size_t i = 0; role_names[i]; i++)
+        if (strcmp(s, role_names[i]) == 0) {
+            *out = (kube_sd_role)i;
+            return 0;
+        }
+    return DR_EINVAL;
+}
+
+/* ---- configuration -------------------------------------------------------------------- */
+
+typedef struct kube_sd_conf {
+    int role;
+    char *api_server, *kubeconfig_file;
+    bool own_namespace;
+    dr_strlist names;
+    const dr_cfg_node *selectors, *attach_metadata;
+    char *bearer_token_file, *auth_type, *auth_credentials_file;
+    char *tls_ca_file;
+    bool tls_insecure_skip_verify;
+    bool node_local;
+} kube_sd_conf;
+
+#define KOPT(n, t, f, d, h)                                                                        \
+    {                                                                                              \
+        n, t, offsetof(kube_sd_conf, f), d, 0, {NULL}, 0, 0, h                                     \
+    }
+
+/* The keys of a kubernetes_sd_configs entry (the docs' table is this one). */
+const dr_option kube_sd_options[] = {
+    {"role",
+     DR_OPT_ENUM,
+     offsetof(kube_sd_conf, role),
+     NULL,
+     DR_OPT_REQUIRED,
+     {.choices = role_names},
+     0,
+     0,
+     "What to discover. pod: every container port of every pod with an IP (podIP:port, or "
+     "the pod IP for a container without ports), labelled __meta_kubernetes_namespace, "
+     "__meta_kubernetes_pod_{name, ip, uid, phase, ready, node_name, host_ip, "
+     "controller_kind, controller_name}, __meta_kubernetes_pod_{label, labelpresent, "
+     "annotation, annotationpresent}_<name> and __meta_kubernetes_pod_container_{name, id, "
+     "image, init, port_name, port_number, port_protocol}, as Prometheus does. The other "
+     "roles are refused for now."},
+    KOPT("api_server", DR_OPT_STRING, api_server, NULL,
+         "The API server, https://host:port. Unset with kubeconfig_file unset: the in-cluster "
+         "address and service account."),
+    KOPT("kubeconfig_file", DR_OPT_STRING, kubeconfig_file, NULL,
+         "A kubeconfig to reach the API server with (not with api_server)."),
+    KOPT("namespaces.own_namespace", DR_OPT_BOOL, own_namespace, "false",
+         "Watch the agent's own namespace (in-cluster only)."),
+    KOPT("namespaces.names", DR_OPT_STRLIST, names, NULL,
+         "The namespaces to watch; none: every namespace."),
+    {"selectors",
+     DR_OPT_NODE,
+     offsetof(kube_sd_conf, selectors),
+     NULL,
+     0,
+     {NULL},
+     0,
+     0,
+     "A list of {role, label, field}: Kubernetes label and field selectors of the watch, at "
+     "most one per role (the pod role takes a pod selector)."},
+    {"attach_metadata",
+     DR_OPT_NODE,
+     offsetof(kube_sd_conf, attach_metadata),
+     NULL,
+     0,
+     {NULL},
+     0,
+     0,
+     "{node, namespace, deployment, job, cronjob}: all false; metadata attached from other "
+     "objects is not supported yet, and true is refused."},
+    KOPT("bearer_token_file", DR_OPT_STRING, bearer_token_file, NULL,
+         "A file with the bearer token (with api_server), re-read when it changes."),
+    KOPT("authorization.type", DR_OPT_STRING, auth_type, "Bearer", "Bearer only."),
+    KOPT("authorization.credentials_file", DR_OPT_STRING, auth_credentials_file, NULL,
+         "As bearer_token_file."),
+    KOPT("tls_config.ca_file", DR_OPT_STRING, tls_ca_file, NULL,
+         "The CA of the API server (with api_server)."),
+    KOPT("tls_config.insecure_skip_verify", DR_OPT_BOOL, tls_insecure_skip_verify, "false",
+         "Do not verify the API server's certificate."),
+    KOPT("node_local", DR_OPT_BOOL, node_local, "true",
+         "drover's own: when the agent knows its node (agent.node_name), watch only the pods of "
+         "that node (the field selector spec.nodeName), so that each agent of a DaemonSet "
+         "scrapes what runs beside it and the API server serves one small watch per node."),
+    {0},
+};
+
+static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *path,
+                           dr_cfg_errors *errs)
+{
+    if (!list || list->type == DR_CFG_NULL)
+        return 0;
+    if (list->type != DR_CFG_SEQ) {
+        dr_cfg_error(errs, list, path, "selectors: expected a list of {role, label, field}");
+        return 1;
+    }
+    int nerr = 0;
+    bool seen[KUBE_SD_INGRESS + 1] = {false};
+    for (size_t i = 0; i < list->n; i++) {
+        const dr_cfg_node *m = list->items[i];
+        if (m->type != DR_CFG_MAP) {
+            dr_cfg_error(errs, m, path, "selectors[%zu]: expected a map of role, label, field", i);
+            nerr++;
+            continue;
+        }
+        const dr_cfg_node *r = dr_cfg_get(m, "role");
+        kube_sd_role role;
+        if (!r || r->type != DR_CFG_SCALAR || role_of(r->str, &role) != 0) {
+            dr_cfg_error(errs, r ? r : m, path,
+                         "selectors[%zu].role: expected one of pod, node, service, endpoints, "
+                         "endpointslice, ingress",
+                         i);
+            nerr++;
+            continue;
+        }
+        if (seen[role]) {
+            dr_cfg_error(errs, r, path, "selectors: duplicated selector role: %s", r->str);
+            nerr++;
+            continue;
+        }
+        seen[role] = true;
+        if (!selector_role_allowed(sd->role, r->str)) {
+            dr_cfg_error(errs, r, path, "selectors[%zu]: %s role supports only pod, node selectors",
+                         i, role_names[sd->role]);
+            nerr++;
+            continue;
+        }
+        if (role == KUBE_SD_NODE) {
+            /* a node selector of the pod role chooses the nodes whose
+             * metadata attach_metadata.node adds */
+            dr_cfg_error(errs, r, path,
+                         "selectors[%zu]: node selectors go with attach_metadata.node, which "
+                         "drover does not support yet",
+                         i);
+            nerr++;
+            continue;
+        }
+        for (size_t j = 0; j < m->n; j++) {
+            const char *k = m->pairs[j].key->str;
+            const dr_cfg_node *v = m->pairs[j].val;
+            char **dst = strcmp(k, "label") == 0   ? &sd->label_selector
+                         : strcmp(k, "field") == 0 ? &sd->field_selector
+                                                   : NULL;
+            if (strcmp(k, "role") == 0)
+                continue;
+            if (!dst) {
+                dr_cfg_error(errs, m->pairs[j].key, path,
+                             "selectors[%zu]: unknown key \"%s\" (role, label, field)", i, k);
+                nerr++;
+            } else if (v->type != DR_CFG_SCALAR) {
+                dr_cfg_error(errs, v, path, "selectors[%zu].%s: expected a string", i, k);
+                nerr++;
+            } else {
+                free(*dst);
+                if (!(*dst = strdup(v->str)))
+                    return nerr + 1;
+            }
+        }
+    }
+    return nerr;
+}
+
+static int check_attach_metadata(const dr_cfg_node *map, const char *path, dr_cfg_errors *errs)
+{
+    if (!map || map->type == DR_CFG_NULL)
+        return 0;
+    if (map->type != DR_CFG_MAP) {
+        dr_cfg_error(errs, map, path, "attach_metadata: expected a map");
+        return 1;
+    }
+    int nerr = 0;
+    for (size_t i = 0; i < map->n; i++) {
+        const char *k = map->pairs[i].key->str;
+        const dr_cfg_node *v = map->pairs[i].val;
+        bool on = false;
+        if (strcmp(k, "node") != 0 && strcmp(k, "namespace") != 0 && strcmp(k, "deployment") != 0 &&
+            strcmp(k, "job") != 0 && strcmp(k, "cronjob") != 0) {
+            dr_cfg_error(errs, map->pairs[i].key, path,
+                         "attach_metadata: unknown key \"%s\" (node, namespace, deployment, job, "
+                         "cronjob)",
+                         k);
+            nerr++;
+        } else if (v->type != DR_CFG_SCALAR || dr_parse_bool(v->str, &on) != 0) {
+            dr_cfg_error(errs, v, path, "attach_metadata.%s: expected true or false", k);
+            nerr++;
+        } else if (on) {
+            dr_cfg_error(errs, v, path,
+                         "attach_metadata.%s: drover does not support attached metadata yet", k);
+            nerr++;
+        }
+    }
+    return nerr;
+}
+
+/* Prometheus' consistency rules between the ways to reach the API server. */
+static int check_access(const kube_sd *sd, const dr_cfg_node *map, const char *path,
+                        bool custom_http, dr_cfg_errors *errs)
+{
+    const char *why = NULL;
+    if (sd->api.url && sd->api.kubeconfig)
+        why = "cannot use 'kubeconfig_file' and 'api_server' simultaneously";
+    else if (sd->api.kubeconfig && custom_http)
+        why = "cannot use a custom HTTP client configuration together with 'kubeconfig_file'";
+    else if (!sd->api.url && custom_http)
+        why = "to use custom HTTP client configuration please provide the 'api_server' URL "
+              "explicitly";
+    else if (sd->api.url && sd->own_namespace)
+        why = "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously";
+    else if (sd->api.kubeconfig && sd->own_namespace)
+        why = "cannot use 'kubeconfig_file' and 'namespaces.own_namespace' simultaneously";
+    if (!why)
+        return 0;
+    dr_cfg_error(errs, map, path, "%s", why);
+    return 1;
+}
+
+static char *take_str(char **s)
+{
+    char *v = *s;
+    *s = NULL;
+    return v;
+}
+
+int kube_sd_parse(const dr_cfg_node *map, const char *path, kube_sd *sd, dr_cfg_errors *errs)
+{
+    memset(sd, 0, sizeof *sd);
+    if (map->type != DR_CFG_MAP) {
+        dr_cfg_error(errs, map, path, "expected a map with role and the keys of a discovery");
+        return 1;
+    }
+    kube_sd_conf c = {0};
+    int nerr = dr_cfg_apply(kube_sd_options, map, &c, path, NULL, errs);
+    if (nerr) {
+        dr_cfg_free_conf(kube_sd_options, &c);
+        return nerr;
+    }
+    sd->role = (kube_sd_role)c.role;
+    if (sd->role != KUBE_SD_POD) {
+        dr_cfg_error(errs, dr_cfg_get(map, "role"), path,
+                     "role %s: drover discovers the pod role only, so far", role_names[sd->role]);
+        dr_cfg_free_conf(kube_sd_options, &c);
+        return 1;
+    }
+    if (c.bearer_token_file && c.auth_credentials_file) {
+        dr_cfg_error(errs, map, path,
+                     "at most one of bearer_token_file and authorization.credentials_file");
+        nerr++;
+    }
+    if (strcmp(c.auth_type, "Bearer") != 0) {
+        dr_cfg_error(errs, dr_cfg_get(map, "authorization"), path,
+                     "authorization.type: only Bearer is supported");
+        nerr++;
+    }
+    sd->api.url = take_str(&c.api_server);
+    sd->api.kubeconfig = take_str(&c.kubeconfig_file);
+    sd->api.token_file =
+        take_str(c.auth_credentials_file ? &c.auth_credentials_file : &c.bearer_token_file);
+    sd->api.ca_file = take_str(&c.tls_ca_file);
+    sd->api.insecure_skip_verify = c.tls_insecure_skip_verify;
+    sd->own_namespace = c.own_namespace;
+    sd->node_local = c.node_local;
+    bool custom_http = sd->api.token_file || sd->api.ca_file || sd->api.insecure_skip_verify;
+    /* the names, with room for the own namespace added at start */
+    if (c.names.n && !(sd->namespaces.v = calloc(c.names.n + 2, sizeof *sd->namespaces.v)))
+        nerr++;
+    for (size_t i = 0; sd->namespaces.v && i < c.names.n; i++) {
+        if (!c.names.v[i][0] || strchr(c.names.v[i], '/')) {
+            dr_cfg_error(errs, dr_cfg_get(map, "namespaces"), path,
+                         "namespaces.names[%zu]: expected a namespace, not \"%s\"", i,
+                         c.names.v[i]);
+            nerr++;
+        }
+        sd->namespaces.v[sd->namespaces.n++] = take_str(&c.names.v[i]);
+    }
+    nerr += parse_selectors(sd, c.selectors, path, errs);
+    nerr += check_attach_metadata(c.attach_metadata, path, errs);
+    if (nerr == 0)
+        nerr += check_access(sd, map, path, custom_http, errs);
+    dr_cfg_free_conf(kube_sd_options, &c);
+    return nerr;
+}
+
+/* ---- groups by source --------------------------------------------------------------- */
+
+static uint64_t source_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static kube_sd_entry **find_slot(kube_sd *sd, const char *source, uint64_t h)
+{
+    kube_sd_entry **pp = &sd->buckets[h & (sd->nbuckets - 1)];
+    while (*pp && ((*pp)->hash != h || strcmp((*pp)->g.source, source) != 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Doubles the buckets once there are more groups than buckets. */
+static int make_room(kube_sd *sd)
+{
+    if (sd->buckets && sd->ngroups < sd->nbuckets)
+        return 0;
+    uint32_t n = sd->nbuckets ? sd->nbuckets * 2 : 64;
+    kube_sd_entry **b = calloc(n, sizeof *b);
+    if (!b)
+        return DR_ENOMEM;
+    for (uint32_t i = 0; i < sd->nbuckets; i++)
+        for (kube_sd_entry *e = sd->buckets[i], *next; e; e = next) {
+            next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+        }
+    free(sd->buckets);
+    sd->buckets = b;
+    sd->nbuckets = n;
+    return 0;
+}
+
+static void remove_group(kube_sd *sd, const char *source)
+{
+    if (!sd->buckets)
+        return;
+    kube_sd_entry **pp = find_slot(sd, source, source_hash(source));
+    kube_sd_entry *e = *pp;
+    if (!e)
+        return;
+    *pp = e->next;
+    group_clear(&e->g);
+    free(e);
+    sd->ngroups--;
+    sd->dirty = true;
+}
+
+/* Same targets with the same labels, in the same order (a pod's status
+ * changes often without changing what there is to scrape). */
+static bool same_group(const target_group *a, const target_group *b)
+{
+    if (a->targets.n != b->targets.n || !dr_labels_equal(&a->labels, &b->labels))
+        return false;
+    for (size_t i = 0; i < a->targets.n; i++)
+        if (strcmp(a->targets.v[i], b->targets.v[i]) != 0 ||
+            !dr_labels_equal(&a->per_target[i], &b->per_target[i]))
+            return false;
+    return true;
+}
+
+/* Takes g (its memory) as the group of its source, replacing the one
+ * before; the targets are synced again only when it differs. */
+static int put_group(kube_sd *sd, target_group *g)
+{
+    uint64_t h = source_hash(g->source);
+    if (make_room(sd) != 0)
+        return DR_ENOMEM;
+    kube_sd_entry **pp = find_slot(sd, g->source, h);
+    if (*pp && same_group(&(*pp)->g, g)) {
+        group_clear(g);
+        return 0;
+    }
+    if (*pp) {
+        group_clear(&(*pp)->g);
+        (*pp)->g = *g;
+    } else {
+        if (sd->ngroups >= KUBE_SD_MAX_GROUPS)
+            return DR_EAGAIN; /* over the bound: not discovered */
+        kube_sd_entry *e = calloc(1, sizeof *e);
+        if (!e)
+            return DR_ENOMEM;
+        e->hash = h;
+        e->g = *g;
+        *pp = e;
+        sd->ngroups++;
+    }
+    memset(g, 0, sizeof *g);
+    sd->dirty = true;
+    return 0;
+}
+
+void kube_sd_visit(const kube_sd *sd, void (*fn)(void *ctx, const target_group *g), void *ctx)
+{
+    for (uint32_t i = 0; i < sd->nbuckets; i++)
+        for (const kube_sd_entry *e = sd->buckets[i]; e; e = e->next)
+            fn(ctx, &e->g);
+}
+
+/* ---- pods to targets ----------------------------------------------------------------- */
+
+/* A label name made of a Kubernetes key, as Prometheus' SanitizeLabelName
+ * makes it: every character outside [a-zA-Z0-9_] becomes '_' (one for a
+ * whole multi-byte character). */
+static void sanitized_name(dr_buf *b, const char *prefix, const char *key)
+{
+    dr_buf_reset(b);
+    dr_buf_puts(b, prefix);
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        if ((*p & 0xC0) == 0x80)
+            continue; /* the rest of a character already replaced */
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '_';
+        dr_buf_putc(b, ok ? (char)*p : '_');
+    }
+}
+
+/* Adds name=value when the value is not empty (Prometheus reads an empty
+ * label as an absent one). */
+static int add_label(dr_labels *ls, const char *name, size_t name_len, const char *value)
+{
+    if (!value || !*value)
+        return 0;
+    return dr_labels_set(ls, name, name_len, value, strlen(value));
+}
+
+static int add_labels(dr_labels *ls, const char *name, const char *value)
+{
+    return add_label(ls, name, strlen(name), value);
+}
+
+/* __meta_kubernetes_pod_{label,labelpresent,annotation,annotationpresent}_* */
+static int add_object_map(dr_labels *ls, const dr_jv *map, const char *kind, dr_buf *tmp)
+{
+    if (!map || map->type != DR_JV_OBJECT)
+        return 0;
+    char value_prefix[64], present_prefix[64];
+    snprintf(value_prefix, sizeof value_prefix, "__meta_kubernetes_pod_%s_", kind);
+    snprintf(present_prefix, sizeof present_prefix, "__meta_kubernetes_pod_%spresent_", kind);
+    for (const dr_jv *m = map->child; m; m = m->next) {
+        const char *v = m->type == DR_JV_STRING ? m->str : "";
+        sanitized_name(tmp, value_prefix, m->key);
+        int rc = dr_labels_set(ls, tmp->p, tmp->len, v, strlen(v));
+        sanitized_name(tmp, present_prefix, m->key);
+        if (rc == 0)
+            rc = dr_labels_set(ls, tmp->p, tmp->len, "true", 4);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const char *pod_ready(const dr_jv *pod)
+{
+    const dr_jv *conds = dr_jv_path(pod, "status", "conditions", NULL);
+    for (const dr_jv *c = conds && conds->type == DR_JV_ARRAY ? conds->child : NULL; c;
+         c = c->next) {
+        if (strcmp(dr_jv_str_or(dr_jv_get(c, "type"), ""), "Ready") != 0)
+            continue;
+        const char *s = dr_jv_str_or(dr_jv_get(c, "status"), "Unknown");
+        return strcmp(s, "True") == 0 ? "true" : strcmp(s, "False") == 0 ? "false" : "unknown";
+    }
+    return "unknown";
+}
+
+/* The owner reference with controller: true, if any. */
+static const dr_jv *controller_of(const dr_jv *pod)
+{
+    const dr_jv *refs = dr_jv_path(pod, "metadata", "ownerReferences", NULL);
+    for (const dr_jv *r = refs && refs->type == DR_JV_ARRAY ? refs->child : NULL; r; r = r->next)
+        if (dr_jv_is_true(dr_jv_get(r, "controller")))
+            return r;
+    return NULL;
+}
+
+static int pod_group_labels(const dr_jv *pod, dr_labels *ls, dr_buf *tmp)
+{
+    const dr_jv *meta = dr_jv_get(pod, "metadata");
+    int rc = 0;
+    rc |= add_labels(ls, "__meta_kubernetes_namespace", dr_jv_str(dr_jv_get(meta, "namespace")));
+    rc |= add_labels(ls, "__meta_kubernetes_pod_name", dr_jv_str(dr_jv_get(meta, "name")));
+    rc |= add_labels(ls, "__meta_kubernetes_pod_ip",
+                     dr_jv_str(dr_jv_path(pod, "status", "podIP", NULL)));
+    rc |= add_labels(ls, "__meta_kubernetes_pod_ready", pod_ready(pod));
+    rc |= add_labels(ls, "__meta_kubernetes_pod_phase",
+                     dr_jv_str(dr_jv_path(pod, "status", "phase", NULL)));
+    rc |= add_labels(ls, "__meta_kubernetes_pod_node_name",
+                     dr_jv_str(dr_jv_path(pod, "spec", "nodeName", NULL)));
+    rc |= add_labels(ls, "__meta_kubernetes_pod_host_ip",
+                     dr_jv_str(dr_jv_path(pod, "status", "hostIP", NULL)));
+    rc |= add_labels(ls, "__meta_kubernetes_pod_uid", dr_jv_str(dr_jv_get(meta, "uid")));
+    const dr_jv *owner = controller_of(pod);
+    if (owner) {
+        rc |= add_labels(ls, "__meta_kubernetes_pod_controller_kind",
+                         dr_jv_str(dr_jv_get(owner, "kind")));
+        rc |= add_labels(ls, "__meta_kubernetes_pod_controller_name",
+                         dr_jv_str(dr_jv_get(owner, "name")));
+    }
+    if (rc == 0)
+        rc = add_object_map(ls, dr_jv_get(meta, "labels"), "label", tmp);
+    if (rc == 0)
+        rc = add_object_map(ls, dr_jv_get(meta, "annotations"), "annotation", tmp);
+    return rc ? DR_ENOMEM : 0;
+}
+
+static const char *container_id(const dr_jv *statuses, const char *name)
+{
+    for (const dr_jv *s = statuses && statuses->type == DR_JV_ARRAY ? statuses->child : NULL; s;
+         s = s->next)
+        if (strcmp(dr_jv_str_or(dr_jv_get(s, "name"), ""), name) == 0)
+            return dr_jv_str(dr_jv_get(s, "containerID"));
+    return NULL;
+}
+
+/* Appends one target: its address and its own labels. */
+static int add_target(target_group *g, size_t *cap, const char *addr, dr_labels *own)
+{
+    if (g->targets.n + 1 >= *cap) {
+        size_t n = *cap ? *cap * 2 : 8;
+        char **v = realloc(g->targets.v, n * sizeof *v);
+        if (!v)
+            return DR_ENOMEM;
+        g->targets.v = v;
+        dr_labels *l = realloc(g->per_target, n * sizeof *l);
+        if (!l)
+            return DR_ENOMEM;
+        g->per_target = l;
+        *cap = n;
+    }
+    char *a = strdup(addr);
+    if (!a)
+        return DR_ENOMEM;
+    g->targets.v[g->targets.n] = a;
+    g->per_target[g->targets.n] = *own; /* taken */
+    g->targets.n++;
+    g->targets.v[g->targets.n] = NULL;
+    dr_labels_init(own);
+    return 0;
+}
+
+/* The targets of one container: one per port, or one at the pod IP. */
+static int container_targets(target_group *g, size_t *cap, const dr_jv *c, bool init,
+                             const char *ip, const char *id)
+{
+    const char *name = dr_jv_str_or(dr_jv_get(c, "name"), "");
+    const dr_jv *ports = dr_jv_get(c, "ports");
+    bool any_port = ports && ports->type == DR_JV_ARRAY && ports->child;
+    const dr_jv *p = any_port ? ports->child : NULL;
+    do {
+        dr_labels own;
+        dr_labels_init(&own);
+        int rc = 0;
+        rc |= add_labels(&own, "__meta_kubernetes_pod_container_name", name);
+        rc |= add_labels(&own, "__meta_kubernetes_pod_container_id", id);
+        rc |= add_labels(&own, "__meta_kubernetes_pod_container_image",
+                         dr_jv_str(dr_jv_get(c, "image")));
+        rc |= add_labels(&own, "__meta_kubernetes_pod_container_init", init ? "true" : "false");
+        char addr[320];
+        int64_t port = 0;
+        if (p && dr_jv_int(dr_jv_get(p, "containerPort"), &port) && port > 0 && port < 65536) {
+            char num[16];
+            snprintf(num, sizeof num, "%lld", (long long)port);
+            bool v6 = strchr(ip, ':') != NULL;
+            snprintf(addr, sizeof addr, "%s%s%s:%s", v6 ? "[" : "", ip, v6 ? "]" : "", num);
+            rc |= add_labels(&own, "__meta_kubernetes_pod_container_port_number", num);
+            rc |= add_labels(&own, "__meta_kubernetes_pod_container_port_name",
+                             dr_jv_str(dr_jv_get(p, "name")));
+            rc |= add_labels(&own, "__meta_kubernetes_pod_container_port_protocol",
+                             dr_jv_str(dr_jv_get(p, "protocol")));
+        } else if (p) {
+            dr_labels_free(&own);
+            p = p->next; /* a port without a number is no target */
+            continue;
+        } else {
+            snprintf(addr, sizeof addr, "%s", ip);
+        }
+        if (rc == 0)
+            rc = add_target(g, cap, addr, &own);
+        dr_labels_free(&own);
+        if (rc != 0)
+            return DR_ENOMEM;
+        p = p ? p->next : NULL;
+    } while (p);
+    return 0;
+}
+
+/* The target group of a pod, as Prometheus' pod role builds it; no
+ * targets when the pod has no IP yet (or any more). */
+static int pod_group(const dr_jv *pod, const char *source, target_group *g, dr_buf *tmp)
+{
+    memset(g, 0, sizeof *g);
+    dr_labels_init(&g->labels);
+    if (!(g->source = strdup(source)))
+        return DR_ENOMEM;
+    const char *ip = dr_jv_str(dr_jv_path(pod, "status", "podIP", NULL));
+    if (!ip || !*ip || strlen(ip) > 256)
+        return 0;
+    int rc = pod_group_labels(pod, &g->labels, tmp);
+    size_t cap = 0;
+    static const char *const lists[2] = {"containers", "initContainers"};
+    static const char *const status_lists[2] = {"containerStatuses", "initContainerStatuses"};
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        const dr_jv *cs = dr_jv_path(pod, "spec", lists[k], NULL);
+        const dr_jv *st = dr_jv_path(pod, "status", status_lists[k], NULL);
+        for (const dr_jv *c = cs && cs->type == DR_JV_ARRAY ? cs->child : NULL; c && rc == 0;
+             c = c->next)
+            rc = container_targets(g, &cap, c, k == 1, ip,
+                                   container_id(st, dr_jv_str_or(dr_jv_get(c, "name"), "")));
+    }
+    return rc;
+}
+
+/* The source of a pod's group: "pod/<namespace>/<name>"; false when the
+ * pod has no name or the name does not fit. */
+static bool pod_source(const dr_jv *pod, char *out, size_t cap)
+{
+    const char *ns = dr_jv_str(dr_jv_path(pod, "metadata", "namespace", NULL));
+    const char *name = dr_jv_str(dr_jv_path(pod, "metadata", "name", NULL));
+    return ns && name && (size_t)snprintf(out, cap, "pod/%s/%s", ns, name) < cap;
+}
+
+int kube_sd_pod_group(const dr_jv *pod, target_group *g)
+{
+    char source[600];
+    memset(g, 0, sizeof *g);
+    if (!pod_source(pod, source, sizeof source))
+        return DR_EINVAL;
+    dr_buf tmp = {0};
+    int rc = pod_group(pod, source, g, &tmp);
+    dr_buf_free(&tmp);
+    if (rc != 0)
+        group_clear(g);
+    return rc;
+}
+
+/* ---- the watch ----------------------------------------------------------------------- */
+
+static void on_pod(void *ctx, dr_kube_event ev, const dr_jv *pod)
+{
+    kube_sd *sd = ctx;
+    char source[600];
+    if (!pod_source(pod, source, sizeof source))
+        return;
+    if (ev == DR_KUBE_DELETED) {
+        remove_group(sd, source);
+        return;
+    }
+    target_group g;
+    int rc = kube_sd_pod_group(pod, &g);
+    if (rc == 0 && g.targets.n == 0) {
+        group_clear(&g);
+        remove_group(sd, source);
+        return;
+    }
+    if (rc == 0)
+        rc = put_group(sd, &g);
+    if (rc != 0) {
+        group_clear(&g);
+        dr_log(sd->job->in->inst, DR_LOG_WARN, "pod not discovered", "job=%s %s error=%s",
+               sd->job->name, source, dr_strerror(rc));
+    }
+}
+
+static void on_synced(void *ctx)
+{
+    kube_sd *sd = ctx;
+    sd->synced = true;
+    /* the first complete list, or one after a relist: apply it at once */
+    sd->dirty = false;
+    job_sync_targets(sd->job);
+}
+
+static const dr_kube_handler pod_handler = {on_pod, on_synced};
+
+static char *read_own_namespace(dr_error *err)
+{
+    FILE *f = fopen(DR_KUBE_SA_DIR "/namespace", "r");
+    char buf[256] = "";
+    if (f) {
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = '\0';
+        fclose(f);
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!buf[0]) {
+        dr_error_set(err, "namespaces.own_namespace: cannot read %s/namespace", DR_KUBE_SA_DIR);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+/* The field selector of the watch: the configured one and, node-local, the
+ * agent's node. */
+static char *field_selector(const kube_sd *sd, const char *node)
+{
+    dr_buf b = {0};
+    if (sd->field_selector && sd->field_selector[0])
+        dr_buf_puts(&b, sd->field_selector);
+    if (node) {
+        if (b.len)
+            dr_buf_putc(&b, ',');
+        dr_buf_printf(&b, "spec.nodeName=%s", node);
+    }
+    if (!b.len || dr_buf_putc(&b, '\0') < 0) {
+        dr_buf_free(&b);
+        return NULL;
+    }
+    return b.p;
+}
+
+int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
+{
+    sd->job = job;
+    dr_instance *inst = job->in->inst;
+    if (sd->own_namespace) {
+        char *own = read_own_namespace(err);
+        if (!own)
+            return DR_EINVAL;
+        if (!sd->namespaces.v && !(sd->namespaces.v = calloc(2, sizeof *sd->namespaces.v))) {
+            free(own);
+            return DR_ENOMEM;
+        }
+        sd->namespaces.v[sd->namespaces.n++] = own;
+    }
+    const char *node = dr_agent_node_name(inst->agent);
+    if (!sd->node_local || !node || !node[0])
+        node = NULL;
+    sd->kube = dr_kube_new(inst, &sd->api, err);
+    if (!sd->kube)
+        return DR_EINVAL;
+    char *fields = field_selector(sd, node);
+    const char *labels = sd->label_selector && sd->label_selector[0] ? sd->label_selector : NULL;
+    int rc = 0;
+    size_t nwatch = sd->namespaces.n ? sd->namespaces.n : 1;
+    for (size_t i = 0; i < nwatch && rc == 0; i++) {
+        char path[400];
+        if (sd->namespaces.n)
+            snprintf(path, sizeof path, "/api/v1/namespaces/%s/pods", sd->namespaces.v[i]);
+        else
+            snprintf(path, sizeof path, "/api/v1/pods");
+        if (!dr_kube_watch(sd->kube, path, fields, labels, &pod_handler, sd))
+            rc = DR_ENOMEM;
+    }
+    dr_log(inst, DR_LOG_INFO, "kubernetes discovery", "job=%s role=%s api=%s node=%s", job->name,
+           role_names[sd->role], dr_kube_url(sd->kube), node ? node : "(all)");
+    free(fields);
+    return rc;
+}
+
+bool kube_sd_take_changes(kube_sd *sd)
+{
+    bool dirty = sd->dirty && sd->synced;
+    if (dirty)
+        sd->dirty = false;
+    return dirty;
+}
+
+void kube_sd_stop(kube_sd *sd)
+{
+    if (sd->kube) {
+        dr_kube_close(sd->kube);
+        sd->kube = NULL;
+    }
+}
+
+void kube_sd_free(kube_sd *sd)
+{
+    kube_sd_stop(sd);
+    for (uint32_t i = 0; i < sd->nbuckets; i++)
+        for (kube_sd_entry *e = sd->buckets[i], *next; e; e = next) {
+            next = e->next;
+            group_clear(&e->g);
+            free(e);
+        }
+    free(sd->buckets);
+    for (size_t i = 0; i < sd->namespaces.n; i++)
+        free(sd->namespaces.v[i]);
+    free(sd->namespaces.v);
+    free(sd->label_selector);
+    free(sd->field_selector);
+    free(sd->api.url);
+    free(sd->api.kubeconfig);
+    free(sd->api.token_file);
+    free(sd->api.ca_file);
+    memset(sd, 0, sizeof *sd);
+}

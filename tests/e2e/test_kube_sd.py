@@ -1,0 +1,233 @@
+"""kubernetes_sd_configs (role pod) against a real API server (kube-apiserver
+1.34 with etcd 3.6, tests/e2e/kube.py), with Prometheus 3 beside drover as
+the reference: both discover the same pods with the same job, and every
+__meta_kubernetes_* label Prometheus gives a target (all mapped into the
+target's labels with labelmap) must be on drover's target too, with the
+same value. Also: node-local discovery (only the pods of the agent's node),
+pods that get an IP, go away and come, the target's series ending when its
+pod is deleted, and no LIST in steady state.
+
+No kubelet runs: the test plays it, setting each pod's status (IP, phase,
+readiness, container IDs) through the status subresource. Every pod's IP is
+127.0.0.1 and its container port the test's payload server, so the
+discovered targets are scraped for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from drover_e2e import HOST, OutputFile, wait_until, yaml_str
+from kube import ADMIN_TOKEN, KubeServer, kube, kube_bin_dir, start_kube  # noqa: F401
+from metrics_servers import Answer, Prometheus, indent, payloads, prometheus3_bin  # noqa: F401
+
+NODE = "node-a"
+READER_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+SA_USER = "system:serviceaccount:kube-system:sd-reader"
+
+
+def create_pod(kube: KubeServer, ns: str, name: str, node: str, port: int, *,
+               labels=None, annotations=None) -> None:
+    kube.call("POST", "/api/v1/namespaces/%s/pods" % ns, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                          "name": name.rsplit("-", 1)[0] + "-7d9f",
+                                          "uid": "00000000-0000-0000-0000-0000000000bb",
+                                          "controller": True}]},
+        "spec": {"nodeName": node,
+                 "initContainers": [{"name": "setup", "image": "registry.example/setup:1.0"}],
+                 "containers": [
+                     {"name": "app", "image": "registry.example/app:2.1",
+                      "ports": [{"name": "metrics", "containerPort": port},
+                                {"name": "dns", "containerPort": 53, "protocol": "UDP"}]},
+                     {"name": "sidecar", "image": "registry.example/sidecar:0.3"}]}})
+
+
+def set_running(kube: KubeServer, ns: str, name: str, ip: str = HOST) -> None:
+    """What a kubelet reports once the pod runs."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def status(c: str, image: str) -> dict:
+        return {"name": c, "ready": True, "restartCount": 0, "image": image,
+                "imageID": image + "@sha256:" + "ab" * 32,
+                "containerID": "containerd://%s-%s" % (name, c),
+                "state": {"running": {"startedAt": now}}}
+    body = {"status": {
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "10.0.0.7",
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+        "initContainerStatuses": [dict(status("setup", "registry.example/setup:1.0"),
+                                       ready=False, state={"terminated": {
+                                           "exitCode": 0, "startedAt": now, "finishedAt": now}})],
+        "containerStatuses": [status("app", "registry.example/app:2.1"),
+                              status("sidecar", "registry.example/sidecar:0.3")]}}
+    st, text = kube.request("PATCH", "/api/v1/namespaces/%s/pods/%s/status" % (ns, name), body,
+                            content_type="application/merge-patch+json")
+    assert st == 200, (st, text[:300])
+
+
+def reader_token(kube: KubeServer, tmp_path, account: str) -> str:
+    """A token that may read pods, in a file."""
+    token = kube.service_account_token("kube-system", account, READER_RULES, cluster=True)
+    path = str(tmp_path / account)
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    return path
+
+
+def sd_job(name: str, kube: KubeServer, token_file: str, extra_sd: str = "") -> str:
+    """One job as a prometheus.yml has it, every target label Prometheus
+    discovers kept (labelmap). Every container port is a target, and each
+    container without ports one at the pod IP: only the app's metrics port
+    answers, the others are targets that are down."""
+    return """- job_name: %(name)s
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  kubernetes_sd_configs:
+    - role: pod
+      api_server: %(url)s
+      bearer_token_file: %(token)s
+      tls_config: {ca_file: %(ca)s}
+      namespaces: {names: [apps]}
+%(extra)s  relabel_configs:
+    - regex: __meta_kubernetes_(.+)
+      action: labelmap
+      replacement: k8s_$1
+""" % {"name": name, "url": yaml_str(kube.url), "token": yaml_str(token_file),
+       "ca": yaml_str(kube.ca_file), "extra": extra_sd}
+
+
+def drover_config(tmp_path, jobs: str, out: str) -> str:
+    cfg = (
+        "agent:\n"
+        "  data_dir: %s\n"
+        "  node_name: %s\n"
+        "  http:\n"
+        "    listen: %s\n"
+        "  grace_period: 5s\n"
+        "  log_level: debug\n"
+        "inputs:\n"
+        "  - name: scrape\n"
+        "    type: prometheus_scrape\n"
+        "    scrape_configs:\n"
+        "%s"
+        "outputs:\n"
+        "  - name: out\n"
+        "    type: file\n"
+        "    match: scrape\n"
+        "    path: %s\n"
+    ) % (yaml_str(str(tmp_path / "data")), NODE, yaml_str("%s:0" % HOST), indent(jobs, 6),
+         yaml_str(out))
+    path = str(tmp_path / "drover.yaml")
+    with open(path, "w") as f:
+        f.write(cfg)
+    return path
+
+
+def target_key(labels: dict) -> tuple:
+    return (labels.get("k8s_pod_name"), labels.get("k8s_pod_container_name"),
+            labels.get("k8s_pod_container_port_name", ""))
+
+
+def up_targets(out: OutputFile, job: str) -> dict[tuple, dict]:
+    """The labels of each target's `up` series, by (pod, container, port
+    name), from the file output."""
+    out.read()
+    return {target_key(r["labels"]): dict(r["labels"]) for r in out.records
+            if r["name"] == "up" and r["labels"].get("job") == job and not r.get("stale")}
+
+
+def pods(targets: dict) -> set:
+    return {k[0] for k in targets}
+
+
+def test_pod_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
+    payloads.set("/metrics", Answer(b"# TYPE app_up gauge\napp_up 1\n"))
+    port = payloads.port
+    kube.create_namespace("apps")
+    token_file = reader_token(kube, tmp_path, "sd-reader")
+    prom_token_file = reader_token(kube, tmp_path, "prom-reader")
+    labels = {"app": "web", "app.kubernetes.io/name": "web", "tier": "front-end"}
+    annotations = {"prometheus.io/scrape": "true", "example.com/owner": "team-a"}
+    create_pod(kube, "apps", "web-1", NODE, port, labels=labels, annotations=annotations)
+    create_pod(kube, "apps", "web-2", "node-b", port, labels=labels)
+    create_pod(kube, "apps", "pending-1", NODE, port, labels=labels)  # no IP: no target
+    set_running(kube, "apps", "web-1")
+    set_running(kube, "apps", "web-2")
+
+    # Prometheus 3, node-local through its own field selector
+    selector = "      selectors: [{role: pod, field: \"spec.nodeName=%s\"}]\n" % NODE
+    prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-sd")
+    with open(prom.config, "w") as f:
+        f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
+                indent(sd_job("same", kube, prom_token_file, selector), 2))
+    prom.start()
+    try:
+        out_path = str(tmp_path / "out.ndjson")
+        jobs = (sd_job("same", kube, token_file, selector) +
+                sd_job("local", kube, token_file) +
+                sd_job("all", kube, token_file, "      node_local: false\n"))
+        d = start_drover(drover_config(tmp_path, jobs, out_path))
+        d.wait_ready()
+        out = OutputFile(out_path)
+        # web-1: app's two ports, sidecar and the init container
+        wait_until(lambda: len(up_targets(out, "same")) == 4 and
+                   pods(up_targets(out, "all")) == {"web-1", "web-2"}, 30,
+                   what="the discovered targets scraped")
+
+        def prom_targets():
+            got = {}
+            for r in prom.query('up{job="same"}'):
+                m = dict(r["metric"])
+                m.pop("__name__", None)
+                got[target_key(m)] = m
+            return got if len(got) >= 4 else None
+        want = wait_until(prom_targets, 30, what="Prometheus to scrape the discovered targets")
+        got = up_targets(out, "same")
+        assert set(got) == set(want), (sorted(got), sorted(want))
+        for k in want:
+            assert got[k] == want[k], "%s: drover %s\nPrometheus %s" % (
+                k, json.dumps(got[k], sort_keys=True, indent=1),
+                json.dumps(want[k], sort_keys=True, indent=1))
+        # what the labels say, in case both were wrong the same way
+        t = got[("web-1", "app", "metrics")]
+        assert t["instance"] == "%s:%d" % (HOST, port)
+        assert t["k8s_pod_label_app_kubernetes_io_name"] == "web"
+        assert t["k8s_pod_labelpresent_tier"] == "true"
+        assert t["k8s_pod_annotation_prometheus_io_scrape"] == "true"
+        assert t["k8s_pod_container_name"] == "app" and t["k8s_pod_container_init"] == "false"
+        assert t["k8s_pod_container_id"] == "containerd://web-1-app"
+        assert t["k8s_pod_controller_kind"] == "ReplicaSet"
+        assert t["k8s_pod_ready"] == "true" and t["k8s_pod_phase"] == "Running"
+        assert t["k8s_pod_node_name"] == NODE and t["k8s_namespace"] == "apps"
+        init = got[("web-1", "setup", "")]
+        assert init["k8s_pod_container_init"] == "true" and "k8s_pod_container_port_number" not in init
+        assert got[("web-1", "app", "dns")]["k8s_pod_container_port_protocol"] == "UDP"
+
+        # node-local by default: the agent's node only; node_local: false sees both
+        assert pods(up_targets(out, "local")) == {"web-1"}
+        assert pods(up_targets(out, "all")) == {"web-1", "web-2"}
+
+        # a pod that gets its IP becomes a target; a deleted pod's series end
+        set_running(kube, "apps", "pending-1")
+        wait_until(lambda: "pending-1" in pods(up_targets(out, "local")), 30,
+                   what="the pod that got an IP scraped")
+        kube.delete("/api/v1/namespaces/apps/pods/web-1")
+
+        def web1_stale():
+            out.read()
+            return any(r["name"] == "app_up" and r.get("stale") and
+                       r["labels"].get("k8s_pod_name") == "web-1" and
+                       r["labels"].get("job") == "local" for r in out.records)
+        wait_until(web1_stale, 30, what="staleness markers for the deleted pod's series")
+
+        # steady state: watches only, no LIST (the informer lists once per watch)
+        lists = lambda: sum(1 for verb, _ in kube.audit_verbs(SA_USER) if verb == "list")  # noqa: E731
+        before = lists()
+        time.sleep(8)
+        assert lists() == before, kube.audit_verbs(SA_USER)[-10:]
+        assert d.stop() == 0
+    finally:
+        prom.stop()

@@ -1,0 +1,209 @@
+/* kubernetes_sd_configs: the pod role's targets from a pod list recorded
+ * from a real API server, and the configuration rules Prometheus applies. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../plugins/inputs/prometheus_scrape/scrape.h"
+#include "config.h"
+#include "jsonp.h"
+#include "test.h"
+
+static const dr_jv *pod_named(const dr_jv *items, const char *name)
+{
+    for (const dr_jv *p = items ? items->child : NULL; p; p = p->next)
+        if (strcmp(dr_jv_str_or(dr_jv_path(p, "metadata", "name", NULL), ""), name) == 0)
+            return p;
+    return NULL;
+}
+
+/* A label of target i: its own, else its group's. */
+static const char *label_of(const target_group *g, size_t i, const char *name)
+{
+    const dr_label *l = g->per_target ? dr_labels_gets(&g->per_target[i], name) : NULL;
+    if (!l)
+        l = dr_labels_gets(&g->labels, name);
+    static char buf[512];
+    if (!l)
+        return NULL;
+    snprintf(buf, sizeof buf, "%.*s", (int)l->value_len, l->value);
+    return buf;
+}
+
+/* How many targets the pod role makes of a pod, counted from the JSON:
+ * each container (and init container) one per port, or one without. */
+static size_t expected_targets(const dr_jv *pod)
+{
+    const char *ip = dr_jv_str(dr_jv_path(pod, "status", "podIP", NULL));
+    if (!ip || !*ip)
+        return 0;
+    size_t n = 0;
+    const char *lists[2] = {"containers", "initContainers"};
+    for (int k = 0; k < 2; k++) {
+        const dr_jv *cs = dr_jv_path(pod, "spec", lists[k], NULL);
+        for (const dr_jv *c = cs ? cs->child : NULL; c; c = c->next) {
+            const dr_jv *ports = dr_jv_get(c, "ports");
+            n += ports && ports->len ? ports->len : 1;
+        }
+    }
+    return n;
+}
+
+void test_kube_sd_pod_targets(void)
+{
+    size_t len;
+    char *text = dt_read_file(dt_fixture("k8s-api/podlist-apiserver-k8s1.35.json"), &len);
+    CHECK(text != NULL);
+    if (!text)
+        return;
+    dr_json_doc *doc = dr_json_doc_new();
+    const dr_jv *root = NULL;
+    dr_error err = {{0}};
+    CHECK_INT(dr_json_parse(doc, text, len, NULL, &root, &err), 0);
+    const dr_jv *items = dr_jv_get(root, "items");
+
+    /* every pod: the count the JSON implies; a pod without an IP: none */
+    size_t pods = 0, targets = 0;
+    for (const dr_jv *p = items ? items->child : NULL; p; p = p->next) {
+        target_group g;
+        CHECK_INT(kube_sd_pod_group(p, &g), 0);
+        CHECK_INT(g.targets.n, expected_targets(p));
+        for (size_t i = 0; i < g.targets.n; i++) {
+            CHECK(label_of(&g, i, "__meta_kubernetes_pod_container_name") != NULL);
+            CHECK(label_of(&g, i, "__meta_kubernetes_pod_container_init") != NULL);
+        }
+        pods++;
+        targets += g.targets.n;
+        group_clear(&g);
+    }
+    CHECK_INT(pods, 25);
+    CHECK(targets > 25);
+
+    /* CoreDNS: five ports, five targets, with what Prometheus labels them */
+    target_group g;
+    CHECK_INT(kube_sd_pod_group(pod_named(items, "coredns-7d764666f9-qdcxt"), &g), 0);
+    CHECK_INT(g.targets.n, 5);
+    CHECK_STR(g.source, "pod/kube-system/coredns-7d764666f9-qdcxt");
+    CHECK_STR(g.targets.v[0], "10.244.0.2:53");
+    CHECK_STR(g.targets.v[2], "10.244.0.2:9153");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_container_port_protocol"), "UDP");
+    CHECK_STR(label_of(&g, 1, "__meta_kubernetes_pod_container_port_name"), "dns-tcp");
+    CHECK_STR(label_of(&g, 2, "__meta_kubernetes_pod_container_port_number"), "9153");
+    CHECK_STR(label_of(&g, 2, "__meta_kubernetes_pod_container_image"),
+              "registry.k8s.io/coredns/coredns:v1.13.1");
+    CHECK_STR(label_of(&g, 2, "__meta_kubernetes_pod_container_id"),
+              "containerd://facedc3f02c7efea0daff3590c408c2fb5820f875b93cb4c757df0d10d73786f");
+    CHECK_STR(label_of(&g, 2, "__meta_kubernetes_pod_container_init"), "false");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_namespace"), "kube-system");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_label_k8s_app"), "kube-dns");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_labelpresent_pod_template_hash"), "true");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_controller_kind"), "ReplicaSet");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_controller_name"), "coredns-7d764666f9");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_ready"), "true");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_phase"), "Running");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_host_ip"), "192.168.67.2");
+    group_clear(&g);
+
+    /* a container without ports: one target at the pod IP */
+    CHECK_INT(kube_sd_pod_group(pod_named(items, "kube-proxy-8k9zt"), &g), 0);
+    CHECK_INT(g.targets.n, 1);
+    CHECK_STR(g.targets.v[0], "192.168.67.2");
+    CHECK(label_of(&g, 0, "__meta_kubernetes_pod_container_port_number") == NULL);
+    group_clear(&g);
+
+    /* unscheduled: no IP, no targets */
+    CHECK_INT(kube_sd_pod_group(pod_named(items, "e2e-container-pending"), &g), 0);
+    CHECK_INT(g.targets.n, 0);
+    group_clear(&g);
+
+    dr_json_doc_free(doc);
+    free(text);
+}
+
+void test_kube_sd_label_names(void)
+{
+    /* keys sanitized as Prometheus does (one '_' per character), IPv6
+     * addresses bracketed, the controller only when marked so */
+    const char *pod =
+        "{\"metadata\":{\"name\":\"p\",\"namespace\":\"n\",\"uid\":\"u\","
+        "\"labels\":{\"app.kubernetes.io/name\":\"x\",\"caf\xc3\xa9\":\"y\"},"
+        "\"annotations\":{\"a-b\":\"\"},"
+        "\"ownerReferences\":[{\"kind\":\"Node\",\"name\":\"n1\"}]},"
+        "\"spec\":{\"containers\":[{\"name\":\"c\",\"ports\":[{\"containerPort\":9100}]}]},"
+        "\"status\":{\"podIP\":\"fd00::5\"}}";
+    dr_json_doc *doc = dr_json_doc_new();
+    const dr_jv *root = NULL;
+    dr_error err = {{0}};
+    CHECK_INT(dr_json_parse(doc, pod, strlen(pod), NULL, &root, &err), 0);
+    target_group g;
+    CHECK_INT(kube_sd_pod_group(root, &g), 0);
+    CHECK_INT(g.targets.n, 1);
+    CHECK_STR(g.targets.v[0], "[fd00::5]:9100");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_label_app_kubernetes_io_name"), "x");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_label_caf_"), "y");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_annotationpresent_a_b"), "true");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_pod_ready"), "unknown");
+    CHECK(label_of(&g, 0, "__meta_kubernetes_pod_controller_kind") == NULL);
+    group_clear(&g);
+    dr_json_doc_free(doc);
+}
+
+/* Parses one kubernetes_sd_configs entry; the first error, or "". */
+static const char *sd_error(const char *yaml)
+{
+    static char msg[600];
+    dr_cfg_errors e = {0};
+    dr_cfg_doc *doc = dr_cfg_load_string("t.yaml", yaml, &e);
+    CHECK_INT(e.n, 0);
+    kube_sd sd;
+    kube_sd_parse(dr_cfg_root(doc), "sd", &sd, &e);
+    snprintf(msg, sizeof msg, "%s", e.n ? e.msg[0] : "");
+    kube_sd_free(&sd);
+    dr_cfg_errors_free(&e);
+    dr_cfg_doc_free(doc);
+    return msg;
+}
+
+static void check_error(const char *yaml, const char *want)
+{
+    const char *got = sd_error(yaml);
+    if (!strstr(got, want)) {
+        fprintf(stderr, "  for %s\n  want an error with \"%s\", got \"%s\"\n", yaml, want, got);
+        CHECK(!"the expected error");
+    }
+}
+
+void test_kube_sd_config_rules(void)
+{
+    CHECK_STR(sd_error("role: pod\n"), "");
+    CHECK_STR(
+        sd_error("role: pod\nnamespaces: {own_namespace: true, names: [a, b]}\n"
+                 "selectors: [{role: pod, label: \"app=x\", field: \"status.phase=Running\"}]\n"
+                 "node_local: false\n"),
+        "");
+    CHECK_STR(sd_error("role: pod\napi_server: https://127.0.0.1:6443\n"
+                       "bearer_token_file: /t\ntls_config: {ca_file: /ca}\n"),
+              "");
+    check_error("api_server: https://x\n", "sd.role: missing required key");
+    check_error("role: pods\n", "sd.role: \"pods\" is not one of: pod, node, service");
+    check_error("role: service\n", "role service: drover discovers the pod role only");
+    check_error("role: pod\napi_server: https://x\nkubeconfig_file: /k\n",
+                "cannot use 'kubeconfig_file' and 'api_server' simultaneously");
+    check_error("role: pod\nkubeconfig_file: /k\nbearer_token_file: /t\n",
+                "cannot use a custom HTTP client configuration together with 'kubeconfig_file'");
+    check_error("role: pod\ntls_config: {insecure_skip_verify: true}\n",
+                "please provide the 'api_server' URL explicitly");
+    check_error("role: pod\napi_server: https://x\nnamespaces: {own_namespace: true}\n",
+                "cannot use 'api_server' and 'namespaces.own_namespace' simultaneously");
+    check_error("role: pod\nselectors: [{role: pod}, {role: pod}]\n",
+                "duplicated selector role: pod");
+    check_error("role: pod\nselectors: [{role: service}]\n",
+                "pod role supports only pod, node selectors");
+    check_error("role: pod\nselectors: [{role: node, label: a=b}]\n", "attach_metadata.node");
+    check_error("role: pod\nattach_metadata: {node: true}\n",
+                "drover does not support attached metadata yet");
+    check_error("role: pod\nbasic_auth: {username: a}\n", "sd.basic_auth: unknown key");
+    check_error("role: pod\nnamespaces: {names: [a/b]}\n", "expected a namespace");
+    check_error("role: pod\napi_server: https://x\ntls_config: {cert_file: /c}\n",
+                "sd.tls_config.cert_file: unknown key");
+}
