@@ -453,17 +453,6 @@ static bool parse_i64(cursor *c, int64_t *v)
     return true;
 }
 
-static int hex_digit(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Exactly `ndigits` hex digits. */
 static bool parse_hex(cursor *c, int ndigits, uint64_t *v)
 {
@@ -471,7 +460,7 @@ static bool parse_hex(cursor *c, int ndigits, uint64_t *v)
         return false;
     uint64_t x = 0;
     for (int i = 0; i < ndigits; i++) {
-        int d = hex_digit(*c->p++);
+        int d = dr_hex_value(*c->p++);
         if (d < 0)
             return false;
         x = x << 4 | (uint64_t)d;

@@ -334,17 +334,6 @@ static int find_string_end(parser *ps, const char *open, const char **close, boo
 
 /* ---- strings: decoding -------------------------------------------------------------- */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The four hex digits at p (p < end), or -1 when there are not four. */
 static long read_hex4(const char *p, const char *end)
 {
@@ -352,7 +341,7 @@ static long read_hex4(const char *p, const char *end)
         return -1;
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hex_value(p[i]);
+        int h = dr_hex_value(p[i]);
         if (h < 0)
             return -1;
         v = v * 16 + h;

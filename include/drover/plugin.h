@@ -528,5 +528,7 @@ int dr_write_all(int fd, const void *data, size_t n);
 /* Creates the directories of path like mkdir -p (only its parents when
  * parents_only). 0 or -errno. */
 int dr_mkdirs(const char *path, bool parents_only);
+/* The value of a hexadecimal digit (either case), or -1. */
+int dr_hex_value(char c);
 
 #endif
