@@ -35,6 +35,7 @@ const core_sources = [_][]const u8{
     "src/expo.c",
     "src/expo_proto.c",
     "src/md5.c",
+    "src/sigv4.c",
     "src/relabel.c",
     "src/prw.c",
 };
@@ -63,6 +64,7 @@ const plugin_sources = [_][]const u8{
     "plugins/outputs/loki/loki_request.c",
     "plugins/outputs/remote_write/remote_write.c",
     "plugins/outputs/remote_write/rw_shards.c",
+    "plugins/outputs/remote_write/rw_sigv4.c",
     "plugins/filters/kubernetes/kubernetes.c",
     "plugins/filters/kubernetes/pods.c",
     "plugins/filters/namespaces/namespaces.c",
@@ -116,13 +118,14 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_series.c",
     "tests/unit/test_scrape_cache.c",
     "tests/unit/test_kube_sd.c",
+    "tests/unit/test_sigv4.c",
     "tests/unit/test_expo.c",
     "tests/unit/test_expo_proto.c",
     "tests/unit/test_relabel.c",
     "tests/unit/test_prw.c",
 };
 
-const system_libs = [_][]const u8{ "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
+const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
 
 // Our own .proto files; protoc-c turns each into <name>.pb-c.[ch] at build
 // time, and the generated headers are on the include path.

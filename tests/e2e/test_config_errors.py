@@ -184,3 +184,36 @@ def test_cli_basics(drover_bin, tmp_path):
     assert p.returncode != 0, p
     p = run(drover_bin, "-c", str(tmp_path / "missing.yaml"), "--check-config")
     assert p.returncode == 1 and p.stderr.decode().strip(), p
+
+
+SIGV4_CONFIG = """\
+inputs:
+  - name: s
+    type: prometheus_scrape
+    scrape_configs: [{job_name: a, static_configs: [{targets: ["127.0.0.1:1"]}]}]
+outputs:
+  - name: rw
+    type: remote_write
+    match: s
+    url: http://127.0.0.1:1/api/v1/write
+%s
+"""
+
+
+@pytest.mark.parametrize("extra, want", [
+    ("    sigv4: {region: eu-west-1, profile: p}", "sigv4.profile: not supported yet"),
+    ("    sigv4: {region: eu-west-1}", "sigv4: no credentials"),
+    ("    sigv4: {access_key: a, secret_key: b}", "sigv4: no region"),
+    ("    sigv4: {region: r, access_key: a}", "access_key and secret_key go together"),
+    ("    sigv4: {region: r, access_key: a, secret_key: b}\n    bearer_token: x",
+     "sigv4 cannot be used with basic or bearer authentication"),
+    ("    sigv4: {region: r, acces_key: a}", "sigv4: unknown key \"acces_key\""),
+])
+def test_sigv4_config_errors(drover_bin, tmp_path, extra, want):
+    p = tmp_path / "sigv4.yaml"
+    p.write_text(SIGV4_CONFIG % extra)
+    env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+                           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    r = run(drover_bin, "--check-config", "-c", str(p), env=env)
+    assert r.returncode == 1, r
+    assert want in r.stderr.decode() + r.stdout.decode()

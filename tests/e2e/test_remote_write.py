@@ -24,6 +24,7 @@ import pytest
 
 from drover_e2e import HOST, OutputFile, wait_until, yaml_str
 from faultproxy import FaultProxy
+from sigv4_verifier import SigV4Verifier
 from metrics_servers import (Answer, indent, node_exporter, payloads, prometheus,  # noqa: F401
                              read_fixture, record_value, start_prometheus3, victoria)
 
@@ -446,3 +447,46 @@ def test_targets_are_sent_in_parallel(start_drover, payloads, victoria, tmp_path
             time.sleep(0.2)
         assert peak > 2 * 6015, "at most %d samples pending: one batch at a time" % peak
         assert d.stop() == 0
+
+
+def test_sigv4_signed_requests(start_drover, payloads, victoria, tmp_path):
+    """Amazon Managed Service for Prometheus' authentication: every request
+    signed with SigV4, checked by a verifier that recomputes the signature
+    from what it received. Static keys, then temporary credentials from the
+    environment (their token signed too), then a wrong key (refused:
+    dropped and counted, not retried)."""
+    payloads.set("/metrics", Answer(b"# TYPE signed_total counter\nsigned_total 7\n"))
+    job = "- job_name: sig\n  static_configs: [{targets: [%s]}]\n" % payloads.address
+    with SigV4Verifier(victoria.port, "AKIDTEST", "s3cr3t/key+", "eu-west-1", "aps") as v:
+        cfg, out = config(tmp_path, job, v.url + "?x=1", rw_extra=(
+            "sigv4: {region: eu-west-1, access_key: AKIDTEST, secret_key: \"s3cr3t/key+\"}\n"))
+        d = start_drover(cfg)
+        d.wait_ready()
+        wait_until(lambda: v.accepted >= 3, 20, what="3 signed requests accepted")
+        assert v.rejected == 0, v.reasons[:3]
+        stop_scraping(d)
+        compare_eventually(produced(out), lambda: victoria.export('{job="sig"}'), rel=VM_REL)
+
+        # temporary credentials from the environment
+        cfg, _ = config(tmp_path, job, v.url, rw_extra="sigv4: {}\n")
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDTEST", AWS_SECRET_ACCESS_KEY="s3cr3t/key+",
+                   AWS_SESSION_TOKEN="FQoGZXIvYXdzEXAMPLE//token==", AWS_REGION="eu-west-1")
+        accepted = v.accepted
+        d = start_drover(cfg, name="drover-env", env=env)
+        d.wait_ready()
+        wait_until(lambda: v.accepted >= accepted + 2, 20, what="requests signed from the env")
+        assert v.rejected == 0, v.reasons[:3]
+        assert v.tokens == {"FQoGZXIvYXdzEXAMPLE//token=="}
+        stop_scraping(d)
+
+        # a wrong secret: 403, dropped and counted, never retried
+        cfg, _ = config(tmp_path, job, v.url, rw_extra=(
+            "sigv4: {region: eu-west-1, access_key: AKIDTEST, secret_key: wrong}\n"))
+        d = start_drover(cfg, name="drover-wrong")
+        d.wait_ready()
+        wait_until(lambda: d.metrics().get("drover_dropped_records_total", name="rw",
+                                           reason="unauthorized") > 0, 20,
+                   what="the refused samples counted")
+        assert "signature does not match" in v.reasons
+        assert d.metrics().get("drover_remote_write_retries_total", name="rw") == 0
+        stop_scraping(d)

@@ -151,6 +151,20 @@ static const dr_option rw_options[] = {
      1,
      3600000,
      "How long one request may take."},
+    {"sigv4",
+     DR_OPT_NODE,
+     offsetof(rw_conf, sigv4),
+     NULL,
+     0,
+     {NULL},
+     0,
+     0,
+     "AWS Signature Version 4 for Amazon Managed Service for Prometheus, as Prometheus' "
+     "remote_write has it: a map of region (unset: AWS_REGION, then AWS_DEFAULT_REGION), "
+     "access_key and secret_key (unset: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
+     "AWS_SESSION_TOKEN from the environment) and service (`aps`). Every request is signed "
+     "as it is sent; profile and role_arn are refused for now. Not with basic or bearer "
+     "authentication. `sigv4: {}` signs with the environment's credentials and region."},
     {.name = "",
      .type = DR_OPT_GROUP,
      .offset = offsetof(rw_conf, http),
@@ -702,7 +716,7 @@ static int rw_init(dr_instance *inst, dr_error *err)
         parse_relabel(st, conf->write_relabel_configs, err) != 0)
         return DR_EINVAL;
     st->client = dr_http_client_new(inst->loop, &conf->http, err);
-    if (!st->client)
+    if (!st->client || rw_sigv4_init(st, err) != 0)
         return DR_EINVAL;
     dr_output_set_batch(inst, batch_bytes(conf, (uint32_t)conf->min_shards),
                         conf->batch_send_deadline_ms);
@@ -812,6 +826,8 @@ static void release_shared(rw_state *st)
     st->relabel = NULL;
     dr_labels_free(&st->external);
     dr_labels_free(&st->scratch);
+    rw_sigv4_free(st->sigv4);
+    st->sigv4 = NULL;
 }
 
 static void state_free(rw_state *st)
@@ -886,7 +902,9 @@ const dr_plugin dr_plugin_remote_write = {
         "spread over shards by series, so each series stays in order; a shard sends one request "
         "at a time and retries it alone (no answer, 5xx, 429) with backoff and Retry-After, so "
         "nothing is sent twice. Other 4xx answers drop the request's samples, counted by reason "
-        "in drover_dropped_records_total. Chunks are acknowledged only once every sample in them "
+        "in drover_dropped_records_total. Authentication: basic, bearer (a token file re-read "
+        "when it changes), mutual TLS, or AWS SigV4 for Amazon Managed Service for Prometheus "
+        "(sigv4). Chunks are acknowledged only once every sample in them "
         "is accepted or dropped; while the queue (queue_max_bytes) is full, scrapes are skipped "
         "and counted. Self-metrics: drover_remote_write_* (samples in, sent, failed, retried, "
         "pending, shards, highest sent timestamp, bytes).",

@@ -44,8 +44,20 @@ typedef struct rw_conf {
     bool send_metadata;
     int64_t metadata_max_per_send;
     int64_t remote_timeout_ms;
+    const dr_cfg_node *sigv4;
     dr_http_client_conf http;
 } rw_conf;
+
+/* SigV4 signing of the requests (rw_sigv4.c). */
+typedef struct rw_sigv4 {
+    char *region, *service;
+    char *access_key, *secret_key, *session_token;
+    char *host, *path, *query; /* of the url */
+    /* the headers signing adds to the request being sent (copied by the
+     * HTTP client at once, so one set serves every shard) */
+    char host_header[320], date_header[40];
+    dr_buf token_header, authz_header;
+} rw_sigv4;
 
 typedef struct rw_state rw_state;
 
@@ -101,6 +113,7 @@ struct rw_state {
     dr_labels external; /* canonical */
     dr_relabel_rules *relabel;
     dr_http_client *client;
+    rw_sigv4 *sigv4; /* NULL: not signed */
     dr_http_stats http_stats;
     rw_metrics m;
     int version; /* what is sent now: falls back to 1.0 after a 415 */
@@ -157,5 +170,17 @@ void rw_reshard_tick(uv_timer_t *timer);
 int rw_request_encode(rw_state *st, rw_shard *sh, rw_request *req);
 /* remote_write.c: called when the shards drained for a pending reshard. */
 void rw_release_held(rw_state *st);
+
+/* ---- rw_sigv4.c ---- */
+
+/* Reads the sigv4 map, the credentials and the region; 0 when signing is
+ * off or ready, else DR_EINVAL with err. */
+int rw_sigv4_init(rw_state *st, dr_error *err);
+void rw_sigv4_free(rw_sigv4 *s);
+/* Appends Host, X-Amz-Date, X-Amz-Security-Token (temporary credentials)
+ * and Authorization to headers[0..*nh) (room for cap, NULL-terminated),
+ * signed over them and the body. */
+int rw_sigv4_sign(rw_sigv4 *s, const char **headers, size_t *nh, size_t cap, const void *body,
+                  size_t body_len);
 
 #endif

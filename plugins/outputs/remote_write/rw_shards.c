@@ -243,7 +243,7 @@ static void send_head(rw_shard *sh)
 {
     rw_state *st = sh->st;
     rw_request *req = sh->head;
-    const char *headers[6];
+    const char *headers[12];
     size_t nh = 0;
     headers[nh++] = "Content-Encoding: snappy";
     if (req->version == RW_V2) {
@@ -255,6 +255,12 @@ static void send_head(rw_shard *sh)
     }
     headers[nh++] = "User-Agent: drover/" DROVER_VERSION;
     headers[nh] = NULL;
+    if (st->sigv4 && rw_sigv4_sign(st->sigv4, headers, &nh, sizeof headers / sizeof headers[0],
+                                   req->body.p, req->body.len) != 0) {
+        dr_http_response none = {.status = 0, .error = "cannot sign", .retry_after_ms = -1};
+        schedule_retry(sh, req, &none);
+        return;
+    }
     dr_http_request hr = {.method = "POST",
                           .url = st->conf->url,
                           .headers = headers,

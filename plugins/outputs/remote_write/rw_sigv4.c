@@ -1,0 +1,200 @@
+/*
+ * remote_write with AWS SigV4 (Amazon Managed Service for Prometheus): the
+ * `sigv4` map of Prometheus' remote_write, and the signed headers of each
+ * request.
+ *
+ * Credentials: access_key and secret_key from the configuration, else the
+ * environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and, for temporary
+ * credentials, AWS_SESSION_TOKEN). The region: `region`, else AWS_REGION,
+ * else AWS_DEFAULT_REGION. Each request is signed when it is sent (a retry
+ * is signed again, with its own time), over the headers that go with it:
+ * Content-Encoding, Content-Type, Host, User-Agent, X-Amz-Date,
+ * X-Amz-Security-Token and X-Prometheus-Remote-Write-Version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "rw.h"
+#include "sigv4.h"
+
+static char *env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? strdup(v) : NULL;
+}
+
+/* Splits the URL into the Host header's value, the path and the query. */
+static int split_url(rw_sigv4 *s, const char *url, dr_error *err)
+{
+    const char *p = strstr(url, "://");
+    if (!p) {
+        dr_error_set(err, "sigv4: cannot sign for url \"%s\"", url);
+        return DR_EINVAL;
+    }
+    p += 3;
+    size_t hl = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', hl);
+    if (at) { /* user info is no part of Host */
+        hl -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    s->host = strndup(p, hl);
+    const char *rest = p + hl;
+    size_t pl = strcspn(rest, "?#");
+    s->path = pl ? strndup(rest, pl) : strdup("/");
+    if (rest[pl] == '?') {
+        const char *q = rest + pl + 1;
+        s->query = strndup(q, strcspn(q, "#"));
+    }
+    return s->host && s->path ? 0 : DR_ENOMEM;
+}
+
+int rw_sigv4_init(rw_state *st, dr_error *err)
+{
+    const dr_cfg_node *map = st->conf->sigv4;
+    if (!map)
+        return 0;
+    if (map->type != DR_CFG_MAP && map->type != DR_CFG_NULL) {
+        dr_error_set(err, "sigv4: expected a map (region, access_key, secret_key, service)");
+        return DR_EINVAL;
+    }
+    if (st->conf->http.bearer_token || st->conf->http.bearer_token_file ||
+        st->conf->http.username) {
+        dr_error_set(err, "sigv4 cannot be used with basic or bearer authentication");
+        return DR_EINVAL;
+    }
+    rw_sigv4 *s = calloc(1, sizeof *s);
+    if (!s)
+        return DR_ENOMEM;
+    st->sigv4 = s;
+    for (size_t i = 0; map->type == DR_CFG_MAP && i < map->n; i++) {
+        const char *k = map->pairs[i].key->str;
+        const dr_cfg_node *v = map->pairs[i].val;
+        char **dst = strcmp(k, "region") == 0       ? &s->region
+                     : strcmp(k, "access_key") == 0 ? &s->access_key
+                     : strcmp(k, "secret_key") == 0 ? &s->secret_key
+                     : strcmp(k, "service") == 0    ? &s->service
+                                                    : NULL;
+        if (strcmp(k, "profile") == 0 || strcmp(k, "role_arn") == 0 ||
+            strcmp(k, "external_id") == 0 || strcmp(k, "use_fips_sts_endpoint") == 0) {
+            dr_error_set(err,
+                         "sigv4.%s: not supported yet (credentials from access_key and "
+                         "secret_key or from the environment)",
+                         k);
+            return DR_EINVAL;
+        }
+        if (!dst) {
+            dr_error_set(err, "sigv4: unknown key \"%s\" (region, access_key, secret_key, service)",
+                         k);
+            return DR_EINVAL;
+        }
+        if (v->type != DR_CFG_SCALAR || !v->str[0]) {
+            dr_error_set(err, "sigv4.%s: expected a string", k);
+            return DR_EINVAL;
+        }
+        free(*dst);
+        if (!(*dst = strdup(v->str)))
+            return DR_ENOMEM;
+    }
+    if (!s->access_key != !s->secret_key) {
+        dr_error_set(err, "sigv4: access_key and secret_key go together");
+        return DR_EINVAL;
+    }
+    if (!s->access_key) {
+        s->access_key = env_or_null("AWS_ACCESS_KEY_ID");
+        s->secret_key = env_or_null("AWS_SECRET_ACCESS_KEY");
+        s->session_token = env_or_null("AWS_SESSION_TOKEN");
+        if (!s->access_key || !s->secret_key) {
+            dr_error_set(err, "sigv4: no credentials: set sigv4.access_key and "
+                              "sigv4.secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+            return DR_EINVAL;
+        }
+    }
+    if (!s->region && !(s->region = env_or_null("AWS_REGION")))
+        s->region = env_or_null("AWS_DEFAULT_REGION");
+    if (!s->region) {
+        dr_error_set(err, "sigv4: no region: set sigv4.region or AWS_REGION");
+        return DR_EINVAL;
+    }
+    if (!s->service && !(s->service = strdup("aps")))
+        return DR_ENOMEM;
+    return split_url(s, st->conf->url, err);
+}
+
+void rw_sigv4_free(rw_sigv4 *s)
+{
+    if (!s)
+        return;
+    free(s->region);
+    free(s->service);
+    free(s->access_key);
+    if (s->secret_key)
+        memset(s->secret_key, 0, strlen(s->secret_key));
+    free(s->secret_key);
+    free(s->session_token);
+    free(s->host);
+    free(s->path);
+    free(s->query);
+    dr_buf_free(&s->token_header);
+    dr_buf_free(&s->authz_header);
+    free(s);
+}
+
+/* "Name: value" pairs of headers[] into h[] for the signer. */
+static size_t split_headers(const char *const *headers, char store[][512], dr_sigv4_header *h,
+                            size_t max)
+{
+    size_t n = 0;
+    for (; headers[n] && n < max; n++) {
+        snprintf(store[n], 512, "%s", headers[n]);
+        char *colon = strchr(store[n], ':');
+        if (!colon)
+            break;
+        *colon = '\0';
+        h[n] = (dr_sigv4_header){store[n], colon + 1};
+    }
+    return n;
+}
+
+int rw_sigv4_sign(rw_sigv4 *s, const char **headers, size_t *nh, size_t cap, const void *body,
+                  size_t body_len)
+{
+    /* the headers of this request, with the ones signing adds */
+    char date[17];
+    dr_sigv4_amz_date((long long)time(NULL), date);
+    snprintf(s->host_header, sizeof s->host_header, "Host: %s", s->host);
+    snprintf(s->date_header, sizeof s->date_header, "X-Amz-Date: %s", date);
+    if (*nh + 4 > cap)
+        return DR_EINVAL;
+    headers[(*nh)++] = s->host_header;
+    headers[(*nh)++] = s->date_header;
+    if (s->session_token) {
+        dr_buf_reset(&s->token_header);
+        dr_buf_printf(&s->token_header, "X-Amz-Security-Token: %s", s->session_token);
+        dr_buf_putc(&s->token_header, '\0');
+        headers[(*nh)++] = s->token_header.p;
+    }
+    headers[*nh] = NULL;
+
+    char store[12][512];
+    dr_sigv4_header h[12];
+    size_t n = split_headers(headers, store, h, 12);
+    /* the token can be longer than a line of store: signed from its own */
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(h[i].name, "X-Amz-Security-Token") == 0)
+            h[i].value = s->session_token;
+    dr_sigv4_request req = {"POST", s->path, s->query, h, n, body, body_len, false};
+    dr_sigv4_scope scope = {s->access_key, s->secret_key, s->region, s->service, date};
+    dr_buf_reset(&s->authz_header);
+    dr_buf_puts(&s->authz_header, "Authorization: ");
+    int rc = dr_sigv4_sign(&req, &scope, NULL, NULL, &s->authz_header);
+    if (rc != 0)
+        return rc;
+    dr_buf_putc(&s->authz_header, '\0');
+    headers[(*nh)++] = s->authz_header.p;
+    headers[*nh] = NULL;
+    return 0;
+}
