@@ -36,6 +36,7 @@ const core_sources = [_][]const u8{
     "src/expo_proto.c",
     "src/md5.c",
     "src/sigv4.c",
+    "src/aws_credentials.c",
     "src/relabel.c",
     "src/prw.c",
 };

@@ -201,7 +201,9 @@ outputs:
 
 
 @pytest.mark.parametrize("extra, want", [
-    ("    sigv4: {region: eu-west-1, profile: p}", "sigv4.profile: not supported yet"),
+    ("    sigv4: {region: eu-west-1, role_arn: arn:aws:iam::1:role/r}",
+     "sigv4.role_arn: not supported yet"),
+    ("    sigv4: {region: eu-west-1, profile: p}", "no profile [p]"),
     ("    sigv4: {region: eu-west-1}", "sigv4: no credentials"),
     ("    sigv4: {access_key: a, secret_key: b}", "sigv4: no region"),
     ("    sigv4: {region: r, access_key: a}", "access_key and secret_key go together"),
@@ -213,7 +215,11 @@ def test_sigv4_config_errors(drover_bin, tmp_path, extra, want):
     p = tmp_path / "sigv4.yaml"
     p.write_text(SIGV4_CONFIG % extra)
     env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-                           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+                           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+    creds = tmp_path / "credentials"  # a file without profile p, and no keys anywhere else
+    creds.write_text("[other]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds) if "profile" in extra else str(
+        tmp_path / "none")
     r = run(drover_bin, "--check-config", "-c", str(p), env=env)
     assert r.returncode == 1, r
     assert want in r.stderr.decode() + r.stdout.decode()

@@ -453,7 +453,8 @@ def test_sigv4_signed_requests(start_drover, payloads, victoria, tmp_path):
     """Amazon Managed Service for Prometheus' authentication: every request
     signed with SigV4, checked by a verifier that recomputes the signature
     from what it received. Static keys, then temporary credentials from the
-    environment (their token signed too), then a wrong key (refused:
+    environment (their token signed too), a shared credentials file's
+    profile (read again when it is rewritten), then a wrong key (refused:
     dropped and counted, not retried)."""
     payloads.set("/metrics", Answer(b"# TYPE signed_total counter\nsigned_total 7\n"))
     job = "- job_name: sig\n  static_configs: [{targets: [%s]}]\n" % payloads.address
@@ -477,6 +478,25 @@ def test_sigv4_signed_requests(start_drover, payloads, victoria, tmp_path):
         wait_until(lambda: v.accepted >= accepted + 2, 20, what="requests signed from the env")
         assert v.rejected == 0, v.reasons[:3]
         assert v.tokens == {"FQoGZXIvYXdzEXAMPLE//token=="}
+        stop_scraping(d)
+
+        # a shared credentials file and its profile, read again when it changes
+        creds = tmp_path / "aws-credentials"
+        creds.write_text("[default]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = x\n"
+                         "[ci]\naws_access_key_id = AKIDTEST\n"
+                         "aws_secret_access_key = s3cr3t/key+\n")
+        cfg, _ = config(tmp_path, job, v.url, rw_extra="sigv4: {region: eu-west-1, profile: ci}\n")
+        env = {k: val for k, val in os.environ.items() if not k.startswith("AWS_")}
+        env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
+        accepted, rejected = v.accepted, v.rejected
+        d = start_drover(cfg, name="drover-file", env=env)
+        d.wait_ready()
+        wait_until(lambda: v.accepted >= accepted + 2, 20, what="requests signed from the file")
+        assert v.rejected == rejected, v.reasons[-3:]
+        # the keys rotate: the file is rewritten with a key the verifier does not know
+        creds.write_text("[ci]\naws_access_key_id = AKIDTEST\naws_secret_access_key = rotated\n")
+        wait_until(lambda: v.rejected > rejected, 20, what="the rewritten file to be used")
+        assert "credentials read again" in d.log_text()
         stop_scraping(d)
 
         # a wrong secret: 403, dropped and counted, never retried

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "aws_credentials.h"
 #include "drover/plugin.h"
 #include "sigv4.h"
 #include "test.h"
@@ -258,4 +260,81 @@ void test_sigv4_details(void)
     char d[17];
     dr_sigv4_amz_date(1440938160, d); /* the suite's moment */
     CHECK_STR(d, "20150830T123600Z");
+}
+
+static const char *write_temp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/drover-aws-creds-XXXXXX");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+        close(fd);
+    }
+    return path;
+}
+
+void test_aws_credentials_file(void)
+{
+    const char *path = write_temp("# keys\n"
+                                  "[default]\n"
+                                  "aws_access_key_id = AKIDDEFAULT\n"
+                                  "aws_secret_access_key=secret/default\r\n"
+                                  "\n"
+                                  "[ ci ]\n"
+                                  "; a comment\n"
+                                  "aws_access_key_id\t=\tAKIDCI\n"
+                                  "aws_secret_access_key = s = with equals\n"
+                                  "aws_session_token = tok==\n"
+                                  "region = eu-west-1\n"
+                                  "[broken]\n"
+                                  "aws_access_key_id = AKIDONLY\n");
+    dr_aws_creds c;
+    dr_error err = {{0}};
+    CHECK_INT(dr_aws_creds_from_file(path, "default", &c, &err), 0);
+    CHECK_STR(c.access_key, "AKIDDEFAULT");
+    CHECK_STR(c.secret_key, "secret/default");
+    CHECK(c.session_token == NULL);
+    dr_aws_creds_free(&c);
+    CHECK_INT(dr_aws_creds_from_file(path, "ci", &c, &err), 0);
+    CHECK_STR(c.access_key, "AKIDCI");
+    CHECK_STR(c.secret_key, "s = with equals");
+    CHECK_STR(c.session_token, "tok==");
+    dr_aws_creds_free(&c);
+    CHECK_INT(dr_aws_creds_from_file(path, "broken", &c, &err), DR_EINVAL);
+    CHECK(strstr(err.msg, "profile [broken] has no aws_access_key_id") != NULL);
+    CHECK_INT(dr_aws_creds_from_file(path, "prod", &c, &err), DR_EINVAL);
+    CHECK(strstr(err.msg, "no profile [prod]") != NULL);
+    unlink(path);
+    CHECK_INT(dr_aws_creds_from_file(path, "default", &c, &err), DR_EAGAIN);
+
+    setenv("AWS_SHARED_CREDENTIALS_FILE", "/etc/aws-creds", 1);
+    char *p = dr_aws_credentials_path();
+    CHECK_STR(p, "/etc/aws-creds");
+    free(p);
+    unsetenv("AWS_SHARED_CREDENTIALS_FILE");
+    char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", "/home/x", 1);
+    p = dr_aws_credentials_path();
+    CHECK_STR(p, "/home/x/.aws/credentials");
+    free(p);
+    if (home)
+        setenv("HOME", home, 1);
+    else
+        unsetenv("HOME");
+    free(home);
+
+    unsetenv("AWS_ACCESS_KEY_ID");
+    CHECK_INT(dr_aws_creds_from_env(&c), DR_EAGAIN);
+    setenv("AWS_ACCESS_KEY_ID", "AKIDENV", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "s", 1);
+    setenv("AWS_SESSION_TOKEN", "t", 1);
+    CHECK_INT(dr_aws_creds_from_env(&c), 0);
+    CHECK_STR(c.access_key, "AKIDENV");
+    CHECK_STR(c.session_token, "t");
+    dr_aws_creds_free(&c);
+    unsetenv("AWS_ACCESS_KEY_ID");
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_SESSION_TOKEN");
 }

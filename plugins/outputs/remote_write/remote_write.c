@@ -161,10 +161,13 @@ static const dr_option rw_options[] = {
      0,
      "AWS Signature Version 4 for Amazon Managed Service for Prometheus, as Prometheus' "
      "remote_write has it: a map of region (unset: AWS_REGION, then AWS_DEFAULT_REGION), "
-     "access_key and secret_key (unset: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
-     "AWS_SESSION_TOKEN from the environment) and service (`aps`). Every request is signed "
-     "as it is sent; profile and role_arn are refused for now. Not with basic or bearer "
-     "authentication. `sigv4: {}` signs with the environment's credentials and region."},
+     "access_key and secret_key, profile, and service (`aps`). Credentials, the first source "
+     "that has them: access_key and secret_key; the environment (AWS_ACCESS_KEY_ID, "
+     "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; skipped when profile is set); the shared "
+     "credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials) with profile, "
+     "else AWS_PROFILE, else `default`, read again whenever the file changes. Every request "
+     "is signed as it is sent; role_arn is refused for now. Not with basic or bearer "
+     "authentication. `sigv4: {}` signs with what the environment gives."},
     {.name = "",
      .type = DR_OPT_GROUP,
      .offset = offsetof(rw_conf, http),

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "aws_credentials.h"
 #include "buf.h"
 #include "drover/plugin.h"
 #include "http_client.h"
@@ -51,7 +52,11 @@ typedef struct rw_conf {
 /* SigV4 signing of the requests (rw_sigv4.c). */
 typedef struct rw_sigv4 {
     char *region, *service;
-    char *access_key, *secret_key, *session_token;
+    dr_aws_creds creds;
+    /* credentials from a shared credentials file: re-read when it changes */
+    char *file, *profile;
+    struct timespec file_mtime;
+    int64_t file_checked_ms;
     char *host, *path, *query; /* of the url */
     /* the headers signing adds to the request being sent (copied by the
      * HTTP client at once, so one set serves every shard) */
@@ -180,7 +185,7 @@ void rw_sigv4_free(rw_sigv4 *s);
 /* Appends Host, X-Amz-Date, X-Amz-Security-Token (temporary credentials)
  * and Authorization to headers[0..*nh) (room for cap, NULL-terminated),
  * signed over them and the body. */
-int rw_sigv4_sign(rw_sigv4 *s, const char **headers, size_t *nh, size_t cap, const void *body,
+int rw_sigv4_sign(rw_state *st, const char **headers, size_t *nh, size_t cap, const void *body,
                   size_t body_len);
 
 #endif

@@ -255,7 +255,7 @@ static void send_head(rw_shard *sh)
     }
     headers[nh++] = "User-Agent: drover/" DROVER_VERSION;
     headers[nh] = NULL;
-    if (st->sigv4 && rw_sigv4_sign(st->sigv4, headers, &nh, sizeof headers / sizeof headers[0],
+    if (st->sigv4 && rw_sigv4_sign(st, headers, &nh, sizeof headers / sizeof headers[0],
                                    req->body.p, req->body.len) != 0) {
         dr_http_response none = {.status = 0, .error = "cannot sign", .retry_after_ms = -1};
         schedule_retry(sh, req, &none);
