@@ -1,4 +1,4 @@
-"""kubernetes_sd_configs (role pod) against a real API server (kube-apiserver
+"""kubernetes_sd_configs (roles pod and node) against a real API server (kube-apiserver
 1.34 with etcd 3.6, tests/e2e/kube.py), with Prometheus 3 beside drover as
 the reference: both discover the same pods with the same job, and every
 __meta_kubernetes_* label Prometheus gives a target (all mapped into the
@@ -228,6 +228,95 @@ def test_pod_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
         before = lists()
         time.sleep(8)
         assert lists() == before, kube.audit_verbs(SA_USER)[-10:]
+        assert d.stop() == 0
+    finally:
+        prom.stop()
+
+
+NODE_READER_RULES = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+
+
+def create_node(kube: KubeServer, name: str, port: int, labels: dict) -> None:
+    kube.call("POST", "/api/v1/nodes", {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels,
+                     "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"providerID": "aws:///eu-west-1a/i-0%s" % name.encode().hex()}})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cond = lambda t, s: {"type": t, "status": s, "lastHeartbeatTime": now,  # noqa: E731
+                         "lastTransitionTime": now, "reason": "Test", "message": "set by the test"}
+    st, text = kube.request("PATCH", "/api/v1/nodes/%s/status" % name, {"status": {
+        "addresses": [{"type": "Hostname", "address": name},
+                      {"type": "InternalIP", "address": HOST},
+                      {"type": "InternalIP", "address": "10.0.0.8"},
+                      {"type": "ExternalDNS", "address": name + ".example.com"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "conditions": [cond("Ready", "True"), cond("DiskPressure", "False")]}},
+        content_type="application/merge-patch+json")
+    assert st == 200, (st, text[:300])
+
+
+def test_node_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
+    """Role node: the same targets and labels as Prometheus' (every meta
+    label mapped in), and node-local by default (the agent's node alone)."""
+    payloads.set("/metrics", Answer(b"kubelet_up 1\n"))
+    token = kube.service_account_token("kube-system", "node-reader", NODE_READER_RULES,
+                                       cluster=True)
+    token_file = str(tmp_path / "node-reader")
+    with open(token_file, "w") as f:
+        f.write(token + "\n")
+    create_node(kube, NODE, payloads.port, {"kubernetes.io/hostname": NODE, "pool": "general"})
+    create_node(kube, "node-b", payloads.port, {"kubernetes.io/hostname": "node-b"})
+
+    def job(name: str, extra: str = "") -> str:
+        return """- job_name: %s
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  kubernetes_sd_configs:
+    - role: node
+      api_server: %s
+      bearer_token_file: %s
+      tls_config: {ca_file: %s}
+%s  relabel_configs:
+    - regex: __meta_kubernetes_(.+)
+      action: labelmap
+      replacement: k8s_$1
+""" % (name, yaml_str(kube.url), yaml_str(token_file), yaml_str(kube.ca_file), extra)
+    selector = "      selectors: [{role: node, field: \"metadata.name=%s\"}]\n" % NODE
+    prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-nodes")
+    with open(prom.config, "w") as f:
+        f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
+                indent(job("nodes", selector), 2))
+    prom.start()
+    try:
+        out_path = str(tmp_path / "out.ndjson")
+        d = start_drover(drover_config(tmp_path, job("nodes", selector) + job("local") +
+                                       job("all", "      node_local: false\n"), out_path))
+        d.wait_ready()
+        out = OutputFile(out_path)
+
+        def ups(j):
+            out.read()
+            return {r["labels"]["instance"]: dict(r["labels"]) for r in out.records
+                    if r["name"] == "up" and r["labels"].get("job") == j}
+        wait_until(lambda: len(ups("all")) == 2 and ups("nodes"), 30,
+                   what="the nodes scraped")
+
+        def prom_ups():
+            got = {r["metric"]["instance"]: {k: v for k, v in r["metric"].items()
+                                             if k != "__name__"}
+                   for r in prom.query('up{job="nodes"}')}
+            return got or None
+        want = wait_until(prom_ups, 30, what="Prometheus to scrape the node")
+        got = ups("nodes")
+        assert got == want, "drover %s\nPrometheus %s" % (
+            json.dumps(got, sort_keys=True, indent=1), json.dumps(want, sort_keys=True, indent=1))
+        t = got[NODE]
+        assert t["k8s_node_address_InternalIP"] == HOST  # the first of its type
+        assert t["k8s_node_condition_ready"] == "true"
+        assert t["k8s_node_label_pool"] == "general"
+        assert set(ups("local")) == {NODE}
+        assert set(ups("all")) == {NODE, "node-b"}
         assert d.stop() == 0
     finally:
         prom.stop()

@@ -186,7 +186,7 @@ void test_kube_sd_config_rules(void)
               "");
     check_error("api_server: https://x\n", "sd.role: missing required key");
     check_error("role: pods\n", "sd.role: \"pods\" is not one of: pod, node, service");
-    check_error("role: service\n", "role service: drover discovers the pod role only");
+    check_error("role: service\n", "role service: drover discovers the pod and node roles only");
     check_error("role: pod\napi_server: https://x\nkubeconfig_file: /k\n",
                 "cannot use 'kubeconfig_file' and 'api_server' simultaneously");
     check_error("role: pod\nkubeconfig_file: /k\nbearer_token_file: /t\n",
@@ -200,10 +200,53 @@ void test_kube_sd_config_rules(void)
     check_error("role: pod\nselectors: [{role: service}]\n",
                 "pod role supports only pod, node selectors");
     check_error("role: pod\nselectors: [{role: node, label: a=b}]\n", "attach_metadata.node");
+    CHECK_STR(sd_error("role: node\nselectors: [{role: node, label: \"pool=gpu\"}]\n"), "");
+    check_error("role: node\nselectors: [{role: pod}]\n", "node role supports only node selectors");
     check_error("role: pod\nattach_metadata: {node: true}\n",
                 "drover does not support attached metadata yet");
     check_error("role: pod\nbasic_auth: {username: a}\n", "sd.basic_auth: unknown key");
     check_error("role: pod\nnamespaces: {names: [a/b]}\n", "expected a namespace");
     check_error("role: pod\napi_server: https://x\ntls_config: {cert_file: /c}\n",
                 "sd.tls_config.cert_file: unknown key");
+}
+
+void test_kube_sd_node_targets(void)
+{
+    size_t len;
+    char *text = dt_read_file(dt_fixture("k8s-api/nodelist-k8s1.35.json"), &len);
+    CHECK(text != NULL);
+    if (!text)
+        return;
+    dr_json_doc *doc = dr_json_doc_new();
+    const dr_jv *root = NULL;
+    dr_error err = {{0}};
+    CHECK_INT(dr_json_parse(doc, text, len, NULL, &root, &err), 0);
+    const dr_jv *node = dr_jv_get(root, "items") ? dr_jv_get(root, "items")->child : NULL;
+    target_group g;
+    CHECK_INT(kube_sd_node_group(node, &g), 0);
+    CHECK_INT(g.targets.n, 1);
+    CHECK_STR(g.source, "node/datagen-1-35");
+    CHECK_STR(g.targets.v[0], "192.168.67.2:10250");
+    CHECK_STR(label_of(&g, 0, "instance"), "datagen-1-35");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_node_name"), "datagen-1-35");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_node_address_InternalIP"), "192.168.67.2");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_node_address_Hostname"), "datagen-1-35");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_node_condition_ready"), "true");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_node_condition_memorypressure"), "false");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_node_label_kubernetes_io_hostname"),
+              "datagen-1-35");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_node_labelpresent_kubernetes_io_arch"), "true");
+    CHECK(label_of(&g, 0, "__meta_kubernetes_node_provider_id") == NULL);
+    group_clear(&g);
+    dr_json_doc_free(doc);
+    free(text);
+
+    /* no address: nothing to scrape */
+    const char *bare = "{\"metadata\":{\"name\":\"n\"},\"status\":{\"addresses\":[]}}";
+    doc = dr_json_doc_new();
+    CHECK_INT(dr_json_parse(doc, bare, strlen(bare), NULL, &root, &err), 0);
+    CHECK_INT(kube_sd_node_group(root, &g), 0);
+    CHECK_INT(g.targets.n, 0);
+    group_clear(&g);
+    dr_json_doc_free(doc);
 }

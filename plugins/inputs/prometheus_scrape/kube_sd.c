@@ -10,9 +10,16 @@
  * controlling owner become __meta_kubernetes_pod_* labels. A pod without an
  * IP (pending, evicted) has no targets.
  *
+ * Role node: one target per node, at its first address by type
+ * (InternalIP, InternalDNS, ExternalIP, ExternalDNS, LegacyHostIP,
+ * Hostname) and its kubelet port, with instance = the node's name and
+ * __meta_kubernetes_node_* labels (name, provider ID, conditions, the
+ * first address of each type, labels and annotations).
+ *
  * Node-local by default: when the agent knows its node (node_name, as a
  * DaemonSet sets it from the downward API), the pod role watches only the
- * pods with spec.nodeName of that node, as a field selector would; each
+ * pods with spec.nodeName of that node (the node role: that node alone,
+ * metadata.name), as a field selector would; each
  * agent scrapes what runs beside it and the API server serves one small
  * watch per node instead of every pod of the cluster to every node.
  *
@@ -48,6 +55,8 @@ static bool selector_role_allowed(kube_sd_role role, const char *sel)
     switch (role) {
     case KUBE_SD_POD:
         return strcmp(sel, "pod") == 0 || strcmp(sel, "node") == 0;
+    case KUBE_SD_NODE:
+        return strcmp(sel, "node") == 0;
     default:
         return false;
     }
@@ -97,8 +106,12 @@ const dr_option kube_sd_options[] = {
      "__meta_kubernetes_pod_{name, ip, uid, phase, ready, node_name, host_ip, "
      "controller_kind, controller_name}, __meta_kubernetes_pod_{label, labelpresent, "
      "annotation, annotationpresent}_<name> and __meta_kubernetes_pod_container_{name, id, "
-     "image, init, port_name, port_number, port_protocol}, as Prometheus does. The other "
-     "roles are refused for now."},
+     "image, init, port_name, port_number, port_protocol}, as Prometheus does. node: one "
+     "target per node at its first address (InternalIP, InternalDNS, ExternalIP, "
+     "ExternalDNS, LegacyHostIP, Hostname) and kubelet port, instance = the node's name, "
+     "labelled __meta_kubernetes_node_{name, provider_id}, "
+     "__meta_kubernetes_node_condition_<type>, __meta_kubernetes_node_address_<type> and "
+     "the node's labels and annotations. The other roles are refused for now."},
     KOPT("api_server", DR_OPT_STRING, api_server, NULL,
          "The API server, https://host:port. Unset with kubeconfig_file unset: the in-cluster "
          "address and service account."),
@@ -139,7 +152,8 @@ const dr_option kube_sd_options[] = {
          "Do not verify the API server's certificate."),
     KOPT("node_local", DR_OPT_BOOL, node_local, "true",
          "drover's own: when the agent knows its node (agent.node_name), watch only the pods of "
-         "that node (the field selector spec.nodeName), so that each agent of a DaemonSet "
+         "that node (the field selector spec.nodeName) or, role node, that node itself "
+         "(metadata.name), so that each agent of a DaemonSet "
          "scrapes what runs beside it and the API server serves one small watch per node."),
     {0},
 };
@@ -179,12 +193,12 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
         }
         seen[role] = true;
         if (!selector_role_allowed(sd->role, r->str)) {
-            dr_cfg_error(errs, r, path, "selectors[%zu]: %s role supports only pod, node selectors",
-                         i, role_names[sd->role]);
+            dr_cfg_error(errs, r, path, "selectors[%zu]: %s role supports only %s selectors", i,
+                         role_names[sd->role], sd->role == KUBE_SD_POD ? "pod, node" : "node");
             nerr++;
             continue;
         }
-        if (role == KUBE_SD_NODE) {
+        if (role == KUBE_SD_NODE && sd->role == KUBE_SD_POD) {
             /* a node selector of the pod role chooses the nodes whose
              * metadata attach_metadata.node adds */
             dr_cfg_error(errs, r, path,
@@ -294,9 +308,10 @@ int kube_sd_parse(const dr_cfg_node *map, const char *path, kube_sd *sd, dr_cfg_
         return nerr;
     }
     sd->role = (kube_sd_role)c.role;
-    if (sd->role != KUBE_SD_POD) {
+    if (sd->role != KUBE_SD_POD && sd->role != KUBE_SD_NODE) {
         dr_cfg_error(errs, dr_cfg_get(map, "role"), path,
-                     "role %s: drover discovers the pod role only, so far", role_names[sd->role]);
+                     "role %s: drover discovers the pod and node roles only, so far",
+                     role_names[sd->role]);
         dr_cfg_free_conf(kube_sd_options, &c);
         return 1;
     }
@@ -478,14 +493,15 @@ static int add_labels(dr_labels *ls, const char *name, const char *value)
     return add_label(ls, name, strlen(name), value);
 }
 
-/* __meta_kubernetes_pod_{label,labelpresent,annotation,annotationpresent}_* */
-static int add_object_map(dr_labels *ls, const dr_jv *map, const char *kind, dr_buf *tmp)
+/* __meta_kubernetes_<role>_{label,labelpresent,annotation,annotationpresent}_* */
+static int add_object_map(dr_labels *ls, const dr_jv *map, const char *role, const char *kind,
+                          dr_buf *tmp)
 {
     if (!map || map->type != DR_JV_OBJECT)
         return 0;
     char value_prefix[64], present_prefix[64];
-    snprintf(value_prefix, sizeof value_prefix, "__meta_kubernetes_pod_%s_", kind);
-    snprintf(present_prefix, sizeof present_prefix, "__meta_kubernetes_pod_%spresent_", kind);
+    snprintf(value_prefix, sizeof value_prefix, "__meta_kubernetes_%s_%s_", role, kind);
+    snprintf(present_prefix, sizeof present_prefix, "__meta_kubernetes_%s_%spresent_", role, kind);
     for (const dr_jv *m = map->child; m; m = m->next) {
         const char *v = m->type == DR_JV_STRING ? m->str : "";
         sanitized_name(tmp, value_prefix, m->key);
@@ -546,9 +562,9 @@ static int pod_group_labels(const dr_jv *pod, dr_labels *ls, dr_buf *tmp)
                          dr_jv_str(dr_jv_get(owner, "name")));
     }
     if (rc == 0)
-        rc = add_object_map(ls, dr_jv_get(meta, "labels"), "label", tmp);
+        rc = add_object_map(ls, dr_jv_get(meta, "labels"), "pod", "label", tmp);
     if (rc == 0)
-        rc = add_object_map(ls, dr_jv_get(meta, "annotations"), "annotation", tmp);
+        rc = add_object_map(ls, dr_jv_get(meta, "annotations"), "pod", "annotation", tmp);
     return rc ? DR_ENOMEM : 0;
 }
 
@@ -682,20 +698,125 @@ int kube_sd_pod_group(const dr_jv *pod, target_group *g)
     return rc;
 }
 
+/* ---- nodes to targets ---------------------------------------------------------------- */
+
+/* The address Prometheus' node role scrapes a node at: the first address
+ * of the first type present in this order. */
+static const char *node_address(const dr_jv *addresses)
+{
+    static const char *const order[] = {"InternalIP",  "InternalDNS",  "ExternalIP",
+                                        "ExternalDNS", "LegacyHostIP", "Hostname"};
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
+        for (const dr_jv *a = addresses ? addresses->child : NULL; a; a = a->next)
+            if (strcmp(dr_jv_str_or(dr_jv_get(a, "type"), ""), order[k]) == 0 &&
+                dr_jv_str(dr_jv_get(a, "address")))
+                return dr_jv_str(dr_jv_get(a, "address"));
+    return NULL;
+}
+
+static int node_group_labels(const dr_jv *node, dr_labels *ls, dr_buf *tmp)
+{
+    const dr_jv *meta = dr_jv_get(node, "metadata");
+    int rc = 0;
+    rc |= add_labels(ls, "__meta_kubernetes_node_name", dr_jv_str(dr_jv_get(meta, "name")));
+    rc |= add_labels(ls, "__meta_kubernetes_node_provider_id",
+                     dr_jv_str(dr_jv_path(node, "spec", "providerID", NULL)));
+    /* __meta_kubernetes_node_condition_<type, lowercased>: the status, lowercased */
+    const dr_jv *conds = dr_jv_path(node, "status", "conditions", NULL);
+    for (const dr_jv *c = conds && conds->type == DR_JV_ARRAY ? conds->child : NULL; c && rc == 0;
+         c = c->next) {
+        char type[128], status[64];
+        snprintf(type, sizeof type, "%s", dr_jv_str_or(dr_jv_get(c, "type"), ""));
+        snprintf(status, sizeof status, "%s", dr_jv_str_or(dr_jv_get(c, "status"), ""));
+        for (char *p = type; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        for (char *p = status; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        sanitized_name(tmp, "__meta_kubernetes_node_condition_", type);
+        rc = add_label(ls, tmp->p, tmp->len, status);
+    }
+    if (rc == 0)
+        rc = add_object_map(ls, dr_jv_get(meta, "labels"), "node", "label", tmp);
+    if (rc == 0)
+        rc = add_object_map(ls, dr_jv_get(meta, "annotations"), "node", "annotation", tmp);
+    return rc ? DR_ENOMEM : 0;
+}
+
+/* The one target of a node: its address and kubelet port, instance = the
+ * node's name, and __meta_kubernetes_node_address_<type> with the first
+ * address of each type. No address: no target (Prometheus keeps what it
+ * had then; a node without addresses has nothing to scrape). */
+static int node_group(const dr_jv *node, const char *source, target_group *g, dr_buf *tmp)
+{
+    memset(g, 0, sizeof *g);
+    dr_labels_init(&g->labels);
+    if (!(g->source = strdup(source)))
+        return DR_ENOMEM;
+    const dr_jv *addresses = dr_jv_path(node, "status", "addresses", NULL);
+    const char *addr = node_address(addresses);
+    if (!addr || strlen(addr) > 256)
+        return 0;
+    int rc = node_group_labels(node, &g->labels, tmp);
+    if (rc != 0)
+        return rc;
+    int64_t port = 0;
+    dr_jv_int(dr_jv_path(node, "status", "daemonEndpoints", "kubeletEndpoint", "Port", NULL),
+              &port);
+    char target[320];
+    bool v6 = strchr(addr, ':') != NULL;
+    snprintf(target, sizeof target, "%s%s%s:%lld", v6 ? "[" : "", addr, v6 ? "]" : "",
+             (long long)port);
+    dr_labels own;
+    dr_labels_init(&own);
+    rc |= add_labels(&own, "instance", dr_jv_str(dr_jv_path(node, "metadata", "name", NULL)));
+    for (const dr_jv *a = addresses ? addresses->child : NULL; a && rc == 0; a = a->next) {
+        sanitized_name(tmp, "__meta_kubernetes_node_address_",
+                       dr_jv_str_or(dr_jv_get(a, "type"), ""));
+        if (!dr_labels_get(&own, tmp->p, tmp->len)) /* the first of each type */
+            rc = add_label(&own, tmp->p, tmp->len, dr_jv_str(dr_jv_get(a, "address")));
+    }
+    size_t cap = 0;
+    if (rc == 0)
+        rc = add_target(g, &cap, target, &own);
+    dr_labels_free(&own);
+    return rc ? DR_ENOMEM : 0;
+}
+
+int kube_sd_node_group(const dr_jv *node, target_group *g)
+{
+    char source[300];
+    const char *name = dr_jv_str(dr_jv_path(node, "metadata", "name", NULL));
+    memset(g, 0, sizeof *g);
+    if (!name || (size_t)snprintf(source, sizeof source, "node/%s", name) >= sizeof source)
+        return DR_EINVAL;
+    dr_buf tmp = {0};
+    int rc = node_group(node, source, g, &tmp);
+    dr_buf_free(&tmp);
+    if (rc != 0)
+        group_clear(g);
+    return rc;
+}
+
 /* ---- the watch ----------------------------------------------------------------------- */
 
-static void on_pod(void *ctx, dr_kube_event ev, const dr_jv *pod)
+/* An object of the role appeared, changed or went away: its group with it. */
+static void on_object(void *ctx, dr_kube_event ev, const dr_jv *obj)
 {
     kube_sd *sd = ctx;
     char source[600];
-    if (!pod_source(pod, source, sizeof source))
+    const char *name = dr_jv_str(dr_jv_path(obj, "metadata", "name", NULL));
+    if (sd->role == KUBE_SD_NODE
+            ? !name || (size_t)snprintf(source, sizeof source, "node/%s", name) >= sizeof source
+            : !pod_source(obj, source, sizeof source))
         return;
     if (ev == DR_KUBE_DELETED) {
         remove_group(sd, source);
         return;
     }
     target_group g;
-    int rc = kube_sd_pod_group(pod, &g);
+    int rc = sd->role == KUBE_SD_NODE ? kube_sd_node_group(obj, &g) : kube_sd_pod_group(obj, &g);
     if (rc == 0 && g.targets.n == 0) {
         group_clear(&g);
         remove_group(sd, source);
@@ -705,7 +826,7 @@ static void on_pod(void *ctx, dr_kube_event ev, const dr_jv *pod)
         rc = put_group(sd, &g);
     if (rc != 0) {
         group_clear(&g);
-        dr_log(sd->job->in->inst, DR_LOG_WARN, "pod not discovered", "job=%s %s error=%s",
+        dr_log(sd->job->in->inst, DR_LOG_WARN, "object not discovered", "job=%s %s error=%s",
                sd->job->name, source, dr_strerror(rc));
     }
 }
@@ -719,7 +840,7 @@ static void on_synced(void *ctx)
     job_sync_targets(sd->job);
 }
 
-static const dr_kube_handler pod_handler = {on_pod, on_synced};
+static const dr_kube_handler object_handler = {on_object, on_synced};
 
 static char *read_own_namespace(dr_error *err)
 {
@@ -739,7 +860,7 @@ static char *read_own_namespace(dr_error *err)
 }
 
 /* The field selector of the watch: the configured one and, node-local, the
- * agent's node. */
+ * agent's node (the pods on it, or the node itself). */
 static char *field_selector(const kube_sd *sd, const char *node)
 {
     dr_buf b = {0};
@@ -748,7 +869,8 @@ static char *field_selector(const kube_sd *sd, const char *node)
     if (node) {
         if (b.len)
             dr_buf_putc(&b, ',');
-        dr_buf_printf(&b, "spec.nodeName=%s", node);
+        dr_buf_printf(&b, "%s=%s", sd->role == KUBE_SD_NODE ? "metadata.name" : "spec.nodeName",
+                      node);
     }
     if (!b.len || dr_buf_putc(&b, '\0') < 0) {
         dr_buf_free(&b);
@@ -780,14 +902,17 @@ int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
     char *fields = field_selector(sd, node);
     const char *labels = sd->label_selector && sd->label_selector[0] ? sd->label_selector : NULL;
     int rc = 0;
-    size_t nwatch = sd->namespaces.n ? sd->namespaces.n : 1;
+    /* nodes belong to no namespace */
+    size_t nwatch = sd->namespaces.n && sd->role == KUBE_SD_POD ? sd->namespaces.n : 1;
     for (size_t i = 0; i < nwatch && rc == 0; i++) {
         char path[400];
-        if (sd->namespaces.n)
+        if (sd->role == KUBE_SD_NODE)
+            snprintf(path, sizeof path, "/api/v1/nodes");
+        else if (sd->namespaces.n)
             snprintf(path, sizeof path, "/api/v1/namespaces/%s/pods", sd->namespaces.v[i]);
         else
             snprintf(path, sizeof path, "/api/v1/pods");
-        if (!dr_kube_watch(sd->kube, path, fields, labels, &pod_handler, sd))
+        if (!dr_kube_watch(sd->kube, path, fields, labels, &object_handler, sd))
             rc = DR_ENOMEM;
     }
     dr_log(inst, DR_LOG_INFO, "kubernetes discovery", "job=%s role=%s api=%s node=%s", job->name,

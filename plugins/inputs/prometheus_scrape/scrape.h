@@ -66,7 +66,7 @@ typedef struct file_sd {
 } file_sd;
 
 /* A kubernetes_sd_configs entry. Roles in Prometheus' order; drover
- * discovers the pod role. */
+ * discovers the pod and node roles. */
 typedef enum {
     KUBE_SD_POD,
     KUBE_SD_NODE,
@@ -239,5 +239,7 @@ void kube_sd_stop(kube_sd *sd);
 void kube_sd_free(kube_sd *sd);
 /* The target group of one pod object (the pod role; tested on its own). */
 int kube_sd_pod_group(const dr_jv *pod, target_group *g);
+/* The target group of one node object (the node role). */
+int kube_sd_node_group(const dr_jv *node, target_group *g);
 
 #endif
