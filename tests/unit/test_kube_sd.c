@@ -49,18 +49,32 @@ static size_t expected_targets(const dr_jv *pod)
     return n;
 }
 
-void test_kube_sd_pod_targets(void)
+/* A recorded list (../shared/fixtures/k8s-api) parsed: its items, or NULL
+ * (the test fails). The text and the doc are the caller's to free. */
+static const dr_jv *load_items(const char *fixture, char **text, dr_json_doc **doc)
 {
     size_t len;
-    char *text = dt_read_file(dt_fixture("k8s-api/podlist-apiserver-k8s1.35.json"), &len);
-    CHECK(text != NULL);
-    if (!text)
-        return;
-    dr_json_doc *doc = dr_json_doc_new();
+    *text = dt_read_file(dt_fixture(fixture), &len);
+    *doc = dr_json_doc_new();
+    CHECK(*text != NULL && *doc != NULL);
+    if (!*text || !*doc)
+        return NULL;
     const dr_jv *root = NULL;
     dr_error err = {{0}};
-    CHECK_INT(dr_json_parse(doc, text, len, NULL, &root, &err), 0);
-    const dr_jv *items = dr_jv_get(root, "items");
+    CHECK_INT(dr_json_parse(*doc, *text, len, NULL, &root, &err), 0);
+    return dr_jv_get(root, "items");
+}
+
+void test_kube_sd_pod_targets(void)
+{
+    char *text;
+    dr_json_doc *doc;
+    const dr_jv *items = load_items("k8s-api/podlist-apiserver-k8s1.35.json", &text, &doc);
+    if (!items) {
+        free(text);
+        dr_json_doc_free(doc);
+        return;
+    }
 
     /* every pod: the count the JSON implies; a pod without an IP: none */
     size_t pods = 0, targets = 0;
@@ -212,16 +226,15 @@ void test_kube_sd_config_rules(void)
 
 void test_kube_sd_node_targets(void)
 {
-    size_t len;
-    char *text = dt_read_file(dt_fixture("k8s-api/nodelist-k8s1.35.json"), &len);
-    CHECK(text != NULL);
-    if (!text)
+    char *text;
+    dr_json_doc *doc;
+    const dr_jv *items = load_items("k8s-api/nodelist-k8s1.35.json", &text, &doc);
+    const dr_jv *node = items ? items->child : NULL;
+    if (!node) {
+        free(text);
+        dr_json_doc_free(doc);
         return;
-    dr_json_doc *doc = dr_json_doc_new();
-    const dr_jv *root = NULL;
-    dr_error err = {{0}};
-    CHECK_INT(dr_json_parse(doc, text, len, NULL, &root, &err), 0);
-    const dr_jv *node = dr_jv_get(root, "items") ? dr_jv_get(root, "items")->child : NULL;
+    }
     target_group g;
     CHECK_INT(kube_sd_node_group(node, &g), 0);
     CHECK_INT(g.targets.n, 1);
@@ -244,6 +257,8 @@ void test_kube_sd_node_targets(void)
     /* no address: nothing to scrape */
     const char *bare = "{\"metadata\":{\"name\":\"n\"},\"status\":{\"addresses\":[]}}";
     doc = dr_json_doc_new();
+    const dr_jv *root = NULL;
+    dr_error err = {{0}};
     CHECK_INT(dr_json_parse(doc, bare, strlen(bare), NULL, &root, &err), 0);
     CHECK_INT(kube_sd_node_group(root, &g), 0);
     CHECK_INT(g.targets.n, 0);
