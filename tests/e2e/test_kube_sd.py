@@ -1,4 +1,4 @@
-"""kubernetes_sd_configs (roles pod and node) against a real API server (kube-apiserver
+"""kubernetes_sd_configs (roles pod, node and service) against a real API server (kube-apiserver
 1.34 with etcd 3.6, tests/e2e/kube.py), with Prometheus 3 beside drover as
 the reference: both discover the same pods with the same job, and every
 __meta_kubernetes_* label Prometheus gives a target (all mapped into the
@@ -317,6 +317,86 @@ def test_node_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
         assert t["k8s_node_label_pool"] == "general"
         assert set(ups("local")) == {NODE}
         assert set(ups("all")) == {NODE, "node-b"}
+        assert d.stop() == 0
+    finally:
+        prom.stop()
+
+
+SERVICE_READER_RULES = [{"apiGroups": [""], "resources": ["services"],
+                         "verbs": ["get", "list", "watch"]}]
+
+
+def test_service_targets_match_prometheus(start_drover, kube, tmp_path):
+    """Role service: a target per service port (ClusterIP, LoadBalancer with
+    its ingress IPs, ExternalName), the same labels as Prometheus gives."""
+    kube.create_namespace("apps")
+    token = kube.service_account_token("kube-system", "svc-reader", SERVICE_READER_RULES,
+                                       cluster=True)
+    token_file = str(tmp_path / "svc-reader")
+    with open(token_file, "w") as f:
+        f.write(token + "\n")
+
+    def service(name: str, spec: dict, labels=None) -> None:
+        kube.call("POST", "/api/v1/namespaces/apps/services", {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": labels or {},
+                         "annotations": {"prometheus.io/probe": "true"}},
+            "spec": spec})
+    service("web", {"selector": {"app": "web"}, "ports": [
+        {"name": "http", "port": 80, "targetPort": 8080},
+        {"name": "metrics", "port": 9090, "protocol": "TCP"}]}, {"app": "web"})
+    service("edge", {"type": "LoadBalancer", "selector": {"app": "edge"},
+                     "ports": [{"port": 443, "targetPort": 8443}]})
+    st, text = kube.request("PATCH", "/api/v1/namespaces/apps/services/edge/status",
+                            {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"},
+                                                                     {"ip": "192.0.2.11"}]}}},
+                            content_type="application/merge-patch+json")
+    assert st == 200, (st, text[:300])
+    service("db", {"type": "ExternalName", "externalName": "db.example.com",
+                   "ports": [{"port": 5432}]})
+
+    job = """- job_name: services
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  kubernetes_sd_configs:
+    - role: service
+      api_server: %s
+      bearer_token_file: %s
+      tls_config: {ca_file: %s}
+      namespaces: {names: [apps]}
+  relabel_configs:
+    - regex: __meta_kubernetes_(.+)
+      action: labelmap
+      replacement: k8s_$1
+""" % (yaml_str(kube.url), yaml_str(token_file), yaml_str(kube.ca_file))
+    prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-svc")
+    with open(prom.config, "w") as f:
+        f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
+                indent(job, 2))
+    prom.start()
+    try:
+        out_path = str(tmp_path / "out.ndjson")
+        d = start_drover(drover_config(tmp_path, job, out_path))
+        d.wait_ready()
+        out = OutputFile(out_path)
+
+        def ups():
+            out.read()
+            return {r["labels"]["instance"]: dict(r["labels"]) for r in out.records
+                    if r["name"] == "up" and r["labels"].get("job") == "services"}
+        wait_until(lambda: len(ups()) == 4, 30, what="the 4 service ports as targets")
+
+        def prom_ups():
+            got = {r["metric"]["instance"]: {k: v for k, v in r["metric"].items()
+                                             if k != "__name__"}
+                   for r in prom.query('up{job="services"}')}
+            return got if len(got) == 4 else None
+        want = wait_until(prom_ups, 30, what="Prometheus to have the 4 targets")
+        got = ups()
+        assert got == want, "drover %s\nPrometheus %s" % (
+            json.dumps(got, sort_keys=True, indent=1), json.dumps(want, sort_keys=True, indent=1))
+        assert got["edge.apps.svc:443"]["k8s_service_loadbalancer_ip"] == "192.0.2.10,192.0.2.11"
+        assert got["db.apps.svc:5432"]["k8s_service_external_name"] == "db.example.com"
         assert d.stop() == 0
     finally:
         prom.stop()

@@ -200,7 +200,11 @@ void test_kube_sd_config_rules(void)
               "");
     check_error("api_server: https://x\n", "sd.role: missing required key");
     check_error("role: pods\n", "sd.role: \"pods\" is not one of: pod, node, service");
-    check_error("role: service\n", "role service: drover discovers the pod and node roles only");
+    check_error("role: endpoints\n",
+                "role endpoints: drover discovers the pod, node and service roles only");
+    CHECK_STR(sd_error("role: service\nselectors: [{role: service, label: app=x}]\n"), "");
+    check_error("role: service\nselectors: [{role: pod}]\n",
+                "service role supports only service selectors");
     check_error("role: pod\napi_server: https://x\nkubeconfig_file: /k\n",
                 "cannot use 'kubeconfig_file' and 'api_server' simultaneously");
     check_error("role: pod\nkubeconfig_file: /k\nbearer_token_file: /t\n",
@@ -262,6 +266,48 @@ void test_kube_sd_node_targets(void)
     CHECK_INT(dr_json_parse(doc, bare, strlen(bare), NULL, &root, &err), 0);
     CHECK_INT(kube_sd_node_group(root, &g), 0);
     CHECK_INT(g.targets.n, 0);
+    group_clear(&g);
+    dr_json_doc_free(doc);
+}
+
+void test_kube_sd_service_targets(void)
+{
+    const char *svc =
+        "{\"metadata\":{\"name\":\"web\",\"namespace\":\"apps\",\"labels\":{\"app\":\"web\"}},"
+        "\"spec\":{\"type\":\"LoadBalancer\",\"clusterIP\":\"10.96.0.10\","
+        "\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\"},"
+        "{\"port\":9090,\"protocol\":\"TCP\"}]},"
+        "\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"1.2.3.4\"},{\"hostname\":\"h\"},"
+        "{\"ip\":\"5.6.7.8\"}]}}}";
+    dr_json_doc *doc = dr_json_doc_new();
+    const dr_jv *root = NULL;
+    dr_error err = {{0}};
+    CHECK_INT(dr_json_parse(doc, svc, strlen(svc), NULL, &root, &err), 0);
+    target_group g;
+    CHECK_INT(kube_sd_service_group(root, &g), 0);
+    CHECK_INT(g.targets.n, 2);
+    CHECK_STR(g.source, "svc/apps/web");
+    CHECK_STR(g.targets.v[0], "web.apps.svc:80");
+    CHECK_STR(g.targets.v[1], "web.apps.svc:9090");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_service_port_name"), "http");
+    CHECK(label_of(&g, 1, "__meta_kubernetes_service_port_name") == NULL);
+    CHECK_STR(label_of(&g, 1, "__meta_kubernetes_service_loadbalancer_ip"), "1.2.3.4,5.6.7.8");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_service_cluster_ip"), "10.96.0.10");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_service_type"), "LoadBalancer");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_service_label_app"), "web");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_namespace"), "apps");
+    group_clear(&g);
+    dr_json_doc_free(doc);
+
+    const char *ext = "{\"metadata\":{\"name\":\"db\",\"namespace\":\"apps\"},"
+                      "\"spec\":{\"type\":\"ExternalName\",\"externalName\":\"db.example.com\","
+                      "\"ports\":[{\"port\":5432,\"protocol\":\"TCP\"}]}}";
+    doc = dr_json_doc_new();
+    CHECK_INT(dr_json_parse(doc, ext, strlen(ext), NULL, &root, &err), 0);
+    CHECK_INT(kube_sd_service_group(root, &g), 0);
+    CHECK_INT(g.targets.n, 1);
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_service_external_name"), "db.example.com");
+    CHECK(label_of(&g, 0, "__meta_kubernetes_service_cluster_ip") == NULL);
     group_clear(&g);
     dr_json_doc_free(doc);
 }

@@ -16,6 +16,10 @@
  * __meta_kubernetes_node_* labels (name, provider ID, conditions, the
  * first address of each type, labels and annotations).
  *
+ * Role service: a target per service port at <name>.<namespace>.svc:<port>
+ * with __meta_kubernetes_service_* labels, cluster-wide (a service runs on
+ * no node in particular).
+ *
  * Node-local by default: when the agent knows its node (node_name, as a
  * DaemonSet sets it from the downward API), the pod role watches only the
  * pods with spec.nodeName of that node (the node role: that node alone,
@@ -57,6 +61,8 @@ static bool selector_role_allowed(kube_sd_role role, const char *sel)
         return strcmp(sel, "pod") == 0 || strcmp(sel, "node") == 0;
     case KUBE_SD_NODE:
         return strcmp(sel, "node") == 0;
+    case KUBE_SD_SERVICE:
+        return strcmp(sel, "service") == 0;
     default:
         return false;
     }
@@ -111,7 +117,11 @@ const dr_option kube_sd_options[] = {
      "ExternalDNS, LegacyHostIP, Hostname) and kubelet port, instance = the node's name, "
      "labelled __meta_kubernetes_node_{name, provider_id}, "
      "__meta_kubernetes_node_condition_<type>, __meta_kubernetes_node_address_<type> and "
-     "the node's labels and annotations. The other roles are refused for now."},
+     "the node's labels and annotations. service: a target per service port at "
+     "<name>.<namespace>.svc:<port>, labelled __meta_kubernetes_service_{name, port_name, "
+     "port_number, port_protocol, type, cluster_ip, external_name, loadbalancer_ip} and the "
+     "service's labels and annotations (cluster-wide: node_local does not apply). The "
+     "endpoints, endpointslice and ingress roles are refused for now."},
     KOPT("api_server", DR_OPT_STRING, api_server, NULL,
          "The API server, https://host:port. Unset with kubeconfig_file unset: the in-cluster "
          "address and service account."),
@@ -194,7 +204,8 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
         seen[role] = true;
         if (!selector_role_allowed(sd->role, r->str)) {
             dr_cfg_error(errs, r, path, "selectors[%zu]: %s role supports only %s selectors", i,
-                         role_names[sd->role], sd->role == KUBE_SD_POD ? "pod, node" : "node");
+                         role_names[sd->role],
+                         sd->role == KUBE_SD_POD ? "pod, node" : role_names[sd->role]);
             nerr++;
             continue;
         }
@@ -308,9 +319,9 @@ int kube_sd_parse(const dr_cfg_node *map, const char *path, kube_sd *sd, dr_cfg_
         return nerr;
     }
     sd->role = (kube_sd_role)c.role;
-    if (sd->role != KUBE_SD_POD && sd->role != KUBE_SD_NODE) {
+    if (sd->role != KUBE_SD_POD && sd->role != KUBE_SD_NODE && sd->role != KUBE_SD_SERVICE) {
         dr_cfg_error(errs, dr_cfg_get(map, "role"), path,
-                     "role %s: drover discovers the pod and node roles only, so far",
+                     "role %s: drover discovers the pod, node and service roles only, so far",
                      role_names[sd->role]);
         dr_cfg_free_conf(kube_sd_options, &c);
         return 1;
@@ -459,6 +470,34 @@ void kube_sd_visit(const kube_sd *sd, void (*fn)(void *ctx, const target_group *
     for (uint32_t i = 0; i < sd->nbuckets; i++)
         for (const kube_sd_entry *e = sd->buckets[i]; e; e = e->next)
             fn(ctx, &e->g);
+}
+
+/* ---- an object's group ---------------------------------------------------------------- */
+
+/* How one role turns its object into a group (source already made). */
+typedef int (*group_builder)(const dr_jv *obj, const char *source, target_group *g, dr_buf *tmp);
+
+/* The group of an object, known by its source "<kind>/[<namespace>/]<name>".
+ * DR_EINVAL when the object has no name (or it does not fit). */
+static int make_group(const dr_jv *obj, const char *kind, bool namespaced, group_builder build,
+                      target_group *g)
+{
+    char source[600];
+    const char *ns = dr_jv_str(dr_jv_path(obj, "metadata", "namespace", NULL));
+    const char *name = dr_jv_str(dr_jv_path(obj, "metadata", "name", NULL));
+    memset(g, 0, sizeof *g);
+    if (!name || (namespaced && !ns))
+        return DR_EINVAL;
+    int n = namespaced ? snprintf(source, sizeof source, "%s/%s/%s", kind, ns, name)
+                       : snprintf(source, sizeof source, "%s/%s", kind, name);
+    if (n < 0 || (size_t)n >= sizeof source)
+        return DR_EINVAL;
+    dr_buf tmp = {0};
+    int rc = build(obj, source, g, &tmp);
+    dr_buf_free(&tmp);
+    if (rc != 0)
+        group_clear(g);
+    return rc;
 }
 
 /* ---- pods to targets ----------------------------------------------------------------- */
@@ -675,27 +714,9 @@ static int pod_group(const dr_jv *pod, const char *source, target_group *g, dr_b
     return rc;
 }
 
-/* The source of a pod's group: "pod/<namespace>/<name>"; false when the
- * pod has no name or the name does not fit. */
-static bool pod_source(const dr_jv *pod, char *out, size_t cap)
-{
-    const char *ns = dr_jv_str(dr_jv_path(pod, "metadata", "namespace", NULL));
-    const char *name = dr_jv_str(dr_jv_path(pod, "metadata", "name", NULL));
-    return ns && name && (size_t)snprintf(out, cap, "pod/%s/%s", ns, name) < cap;
-}
-
 int kube_sd_pod_group(const dr_jv *pod, target_group *g)
 {
-    char source[600];
-    memset(g, 0, sizeof *g);
-    if (!pod_source(pod, source, sizeof source))
-        return DR_EINVAL;
-    dr_buf tmp = {0};
-    int rc = pod_group(pod, source, g, &tmp);
-    dr_buf_free(&tmp);
-    if (rc != 0)
-        group_clear(g);
-    return rc;
+    return make_group(pod, "pod", true, pod_group, g);
 }
 
 /* ---- nodes to targets ---------------------------------------------------------------- */
@@ -786,17 +807,84 @@ static int node_group(const dr_jv *node, const char *source, target_group *g, dr
 
 int kube_sd_node_group(const dr_jv *node, target_group *g)
 {
-    char source[300];
-    const char *name = dr_jv_str(dr_jv_path(node, "metadata", "name", NULL));
+    return make_group(node, "node", false, node_group, g);
+}
+
+/* ---- services to targets ------------------------------------------------------------- */
+
+/* The load balancer's IPs, comma-separated, else spec.loadBalancerIP. */
+static void put_lb_ips(const dr_jv *svc, dr_buf *b)
+{
+    dr_buf_reset(b);
+    const dr_jv *ing = dr_jv_path(svc, "status", "loadBalancer", "ingress", NULL);
+    for (const dr_jv *i = ing && ing->type == DR_JV_ARRAY ? ing->child : NULL; i; i = i->next) {
+        const char *ip = dr_jv_str(dr_jv_get(i, "ip"));
+        if (ip && *ip)
+            dr_buf_printf(b, "%s%s", b->len ? "," : "", ip);
+    }
+    if (!b->len)
+        dr_buf_puts(b, dr_jv_str_or(dr_jv_path(svc, "spec", "loadBalancerIP", NULL), ""));
+    dr_buf_putc(b, '\0');
+}
+
+/* A target per service port, at <name>.<namespace>.svc:<port>, as
+ * Prometheus' service role (for probing services through a blackbox). */
+static int service_group(const dr_jv *svc, const char *source, target_group *g, dr_buf *tmp)
+{
     memset(g, 0, sizeof *g);
-    if (!name || (size_t)snprintf(source, sizeof source, "node/%s", name) >= sizeof source)
-        return DR_EINVAL;
-    dr_buf tmp = {0};
-    int rc = node_group(node, source, g, &tmp);
-    dr_buf_free(&tmp);
-    if (rc != 0)
-        group_clear(g);
-    return rc;
+    dr_labels_init(&g->labels);
+    if (!(g->source = strdup(source)))
+        return DR_ENOMEM;
+    const dr_jv *meta = dr_jv_get(svc, "metadata");
+    const char *ns = dr_jv_str_or(dr_jv_get(meta, "namespace"), "");
+    const char *name = dr_jv_str_or(dr_jv_get(meta, "name"), "");
+    int rc = 0;
+    rc |= add_labels(&g->labels, "__meta_kubernetes_namespace", ns);
+    rc |= add_labels(&g->labels, "__meta_kubernetes_service_name", name);
+    if (rc == 0)
+        rc = add_object_map(&g->labels, dr_jv_get(meta, "labels"), "service", "label", tmp);
+    if (rc == 0)
+        rc = add_object_map(&g->labels, dr_jv_get(meta, "annotations"), "service", "annotation",
+                            tmp);
+    const char *type = dr_jv_str_or(dr_jv_path(svc, "spec", "type", NULL), "");
+    const dr_jv *ports = dr_jv_path(svc, "spec", "ports", NULL);
+    size_t cap = 0;
+    for (const dr_jv *p = ports && ports->type == DR_JV_ARRAY ? ports->child : NULL; p && rc == 0;
+         p = p->next) {
+        int64_t port = 0;
+        dr_jv_int(dr_jv_get(p, "port"), &port);
+        char num[24], addr[600];
+        snprintf(num, sizeof num, "%lld", (long long)port);
+        if ((size_t)snprintf(addr, sizeof addr, "%s.%s.svc:%s", name, ns, num) >= sizeof addr)
+            continue;
+        dr_labels own;
+        dr_labels_init(&own);
+        rc |= add_labels(&own, "__meta_kubernetes_service_port_name",
+                         dr_jv_str(dr_jv_get(p, "name")));
+        rc |= add_labels(&own, "__meta_kubernetes_service_port_number", num);
+        rc |= add_labels(&own, "__meta_kubernetes_service_port_protocol",
+                         dr_jv_str(dr_jv_get(p, "protocol")));
+        rc |= add_labels(&own, "__meta_kubernetes_service_type", type);
+        if (strcmp(type, "ExternalName") == 0)
+            rc |= add_labels(&own, "__meta_kubernetes_service_external_name",
+                             dr_jv_str(dr_jv_path(svc, "spec", "externalName", NULL)));
+        else
+            rc |= add_labels(&own, "__meta_kubernetes_service_cluster_ip",
+                             dr_jv_str(dr_jv_path(svc, "spec", "clusterIP", NULL)));
+        if (strcmp(type, "LoadBalancer") == 0) {
+            put_lb_ips(svc, tmp);
+            rc |= add_labels(&own, "__meta_kubernetes_service_loadbalancer_ip", tmp->p);
+        }
+        if (rc == 0)
+            rc = add_target(g, &cap, addr, &own);
+        dr_labels_free(&own);
+    }
+    return rc ? DR_ENOMEM : 0;
+}
+
+int kube_sd_service_group(const dr_jv *svc, target_group *g)
+{
+    return make_group(svc, "svc", true, service_group, g);
 }
 
 /* ---- the watch ----------------------------------------------------------------------- */
@@ -805,25 +893,25 @@ int kube_sd_node_group(const dr_jv *node, target_group *g)
 static void on_object(void *ctx, dr_kube_event ev, const dr_jv *obj)
 {
     kube_sd *sd = ctx;
-    char source[600];
-    const char *name = dr_jv_str(dr_jv_path(obj, "metadata", "name", NULL));
-    if (sd->role == KUBE_SD_NODE
-            ? !name || (size_t)snprintf(source, sizeof source, "node/%s", name) >= sizeof source
-            : !pod_source(obj, source, sizeof source))
-        return;
-    if (ev == DR_KUBE_DELETED) {
-        remove_group(sd, source);
-        return;
-    }
     target_group g;
-    int rc = sd->role == KUBE_SD_NODE ? kube_sd_node_group(obj, &g) : kube_sd_pod_group(obj, &g);
-    if (rc == 0 && g.targets.n == 0) {
-        group_clear(&g);
-        remove_group(sd, source);
+    int rc = sd->role == KUBE_SD_NODE      ? kube_sd_node_group(obj, &g)
+             : sd->role == KUBE_SD_SERVICE ? kube_sd_service_group(obj, &g)
+                                           : kube_sd_pod_group(obj, &g);
+    if (rc != 0) {
+        if (rc != DR_EINVAL) /* DR_EINVAL: no name to know the object by */
+            dr_log(sd->job->in->inst, DR_LOG_WARN, "object not discovered",
+                   "job=%s name=%s error=%s", sd->job->name,
+                   dr_jv_str_or(dr_jv_path(obj, "metadata", "name", NULL), ""), dr_strerror(rc));
         return;
     }
-    if (rc == 0)
-        rc = put_group(sd, &g);
+    if (ev == DR_KUBE_DELETED || g.targets.n == 0) {
+        remove_group(sd, g.source);
+        group_clear(&g);
+        return;
+    }
+    char source[600];
+    snprintf(source, sizeof source, "%s", g.source);
+    rc = put_group(sd, &g);
     if (rc != 0) {
         group_clear(&g);
         dr_log(sd->job->in->inst, DR_LOG_WARN, "object not discovered", "job=%s %s error=%s",
@@ -894,8 +982,8 @@ int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
         sd->namespaces.v[sd->namespaces.n++] = own;
     }
     const char *node = dr_agent_node_name(inst->agent);
-    if (!sd->node_local || !node || !node[0])
-        node = NULL;
+    if (!sd->node_local || !node || !node[0] || sd->role == KUBE_SD_SERVICE)
+        node = NULL; /* services run on no node in particular */
     sd->kube = dr_kube_new(inst, &sd->api, err);
     if (!sd->kube)
         return DR_EINVAL;
@@ -903,15 +991,16 @@ int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
     const char *labels = sd->label_selector && sd->label_selector[0] ? sd->label_selector : NULL;
     int rc = 0;
     /* nodes belong to no namespace */
-    size_t nwatch = sd->namespaces.n && sd->role == KUBE_SD_POD ? sd->namespaces.n : 1;
+    size_t nwatch = sd->namespaces.n && sd->role != KUBE_SD_NODE ? sd->namespaces.n : 1;
+    const char *plural = sd->role == KUBE_SD_SERVICE ? "services" : "pods";
     for (size_t i = 0; i < nwatch && rc == 0; i++) {
         char path[400];
         if (sd->role == KUBE_SD_NODE)
             snprintf(path, sizeof path, "/api/v1/nodes");
         else if (sd->namespaces.n)
-            snprintf(path, sizeof path, "/api/v1/namespaces/%s/pods", sd->namespaces.v[i]);
+            snprintf(path, sizeof path, "/api/v1/namespaces/%s/%s", sd->namespaces.v[i], plural);
         else
-            snprintf(path, sizeof path, "/api/v1/pods");
+            snprintf(path, sizeof path, "/api/v1/%s", plural);
         if (!dr_kube_watch(sd->kube, path, fields, labels, &object_handler, sd))
             rc = DR_ENOMEM;
     }

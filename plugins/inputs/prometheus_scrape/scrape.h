@@ -66,7 +66,7 @@ typedef struct file_sd {
 } file_sd;
 
 /* A kubernetes_sd_configs entry. Roles in Prometheus' order; drover
- * discovers the pod and node roles. */
+ * discovers the pod, node and service roles. */
 typedef enum {
     KUBE_SD_POD,
     KUBE_SD_NODE,
@@ -241,5 +241,7 @@ void kube_sd_free(kube_sd *sd);
 int kube_sd_pod_group(const dr_jv *pod, target_group *g);
 /* The target group of one node object (the node role). */
 int kube_sd_node_group(const dr_jv *node, target_group *g);
+/* The target group of one service object (the service role). */
+int kube_sd_service_group(const dr_jv *svc, target_group *g);
 
 #endif
