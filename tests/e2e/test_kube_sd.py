@@ -209,6 +209,10 @@ def test_pod_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
         # node-local by default: the agent's node only; node_local: false sees both
         assert pods(up_targets(out, "local")) == {"web-1"}
         assert pods(up_targets(out, "all")) == {"web-1", "web-2"}
+        m = d.metrics()
+        assert m.get("drover_sd_kubernetes_events_total", name="scrape", role="pod") >= 4
+        # web-1 in three jobs, web-2 in one; pending-1 has no IP, so no targets
+        assert m.get("drover_sd_kubernetes_objects", name="scrape", role="pod") == 4
 
         # a pod that gets its IP becomes a target; a deleted pod's series end
         set_running(kube, "apps", "pending-1")

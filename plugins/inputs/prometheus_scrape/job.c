@@ -107,7 +107,9 @@ const dr_option scrape_job_options[] = {
      "Targets from the Kubernetes API, as Prometheus discovers them: a list of discoveries, "
      "each with the keys in the table below. Roles pod, node and service (the other roles "
      "are refused for now); only this node's pods (or this node) when the agent knows its "
-     "node (node_local). The targets follow the objects within 5 s."},
+     "node (node_local). The targets follow the objects within 5 s. Self-metrics: "
+     "drover_sd_kubernetes_events_total{role} (watch events) and "
+     "drover_sd_kubernetes_objects{role} (objects with targets)."},
     OPT("relabel_configs", DR_OPT_NODE, relabel_configs, NULL,
         "Relabeling of the targets, before scraping."),
     OPT("metric_relabel_configs", DR_OPT_NODE, metric_relabel_configs, NULL,

@@ -418,6 +418,7 @@ static void remove_group(kube_sd *sd, const char *source)
     group_clear(&e->g);
     free(e);
     sd->ngroups--;
+    dr_gauge_add(sd->objects, -1);
     sd->dirty = true;
 }
 
@@ -459,6 +460,7 @@ static int put_group(kube_sd *sd, target_group *g)
         e->g = *g;
         *pp = e;
         sd->ngroups++;
+        dr_gauge_add(sd->objects, 1);
     }
     memset(g, 0, sizeof *g);
     sd->dirty = true;
@@ -893,6 +895,7 @@ int kube_sd_service_group(const dr_jv *svc, target_group *g)
 static void on_object(void *ctx, dr_kube_event ev, const dr_jv *obj)
 {
     kube_sd *sd = ctx;
+    dr_counter_add(sd->events, 1);
     target_group g;
     int rc = sd->role == KUBE_SD_NODE      ? kube_sd_node_group(obj, &g)
              : sd->role == KUBE_SD_SERVICE ? kube_sd_service_group(obj, &g)
@@ -984,6 +987,13 @@ int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
     const char *node = dr_agent_node_name(inst->agent);
     if (!sd->node_local || !node || !node[0] || sd->role == KUBE_SD_SERVICE)
         node = NULL; /* services run on no node in particular */
+    sd->events = dr_counter_new(inst, "drover_sd_kubernetes_events_total",
+                                "Watch events (added, modified, deleted) kubernetes_sd_configs "
+                                "received, by role.",
+                                "role", role_names[sd->role]);
+    sd->objects = dr_gauge_new(inst, "drover_sd_kubernetes_objects",
+                               "Objects kubernetes_sd_configs discovered targets on, by role.",
+                               "role", role_names[sd->role]);
     sd->kube = dr_kube_new(inst, &sd->api, err);
     if (!sd->kube)
         return DR_EINVAL;

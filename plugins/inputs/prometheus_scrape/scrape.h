@@ -92,6 +92,9 @@ typedef struct kube_sd {
     size_t ngroups;
     bool dirty;  /* groups changed since the targets were synced */
     bool synced; /* the first list is in */
+    /* drover_sd_kubernetes_events_total{role}, drover_sd_kubernetes_objects{role} */
+    dr_counter *events;
+    dr_gauge *objects;
 } kube_sd;
 
 /* How many targets one job may have: a bound on what discovery can make
