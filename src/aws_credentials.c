@@ -22,7 +22,7 @@ void dr_aws_creds_free(dr_aws_creds *c)
     memset(c, 0, sizeof *c);
 }
 
-static char *env_dup(const char *name)
+char *dr_aws_env(const char *name)
 {
     const char *v = getenv(name);
     return v && *v ? strdup(v) : NULL;
@@ -31,19 +31,19 @@ static char *env_dup(const char *name)
 int dr_aws_creds_from_env(dr_aws_creds *out)
 {
     memset(out, 0, sizeof *out);
-    out->access_key = env_dup("AWS_ACCESS_KEY_ID");
-    out->secret_key = env_dup("AWS_SECRET_ACCESS_KEY");
+    out->access_key = dr_aws_env("AWS_ACCESS_KEY_ID");
+    out->secret_key = dr_aws_env("AWS_SECRET_ACCESS_KEY");
     if (!out->access_key || !out->secret_key) {
         dr_aws_creds_free(out);
         return DR_EAGAIN;
     }
-    out->session_token = env_dup("AWS_SESSION_TOKEN");
+    out->session_token = dr_aws_env("AWS_SESSION_TOKEN");
     return 0;
 }
 
 char *dr_aws_credentials_path(void)
 {
-    char *p = env_dup("AWS_SHARED_CREDENTIALS_FILE");
+    char *p = dr_aws_env("AWS_SHARED_CREDENTIALS_FILE");
     if (p)
         return p;
     const char *home = getenv("HOME");

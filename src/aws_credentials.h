@@ -15,6 +15,9 @@ typedef struct dr_aws_creds {
 
 void dr_aws_creds_free(dr_aws_creds *c);
 
+/* A copy of an AWS_* environment variable's value; NULL when unset or empty. */
+char *dr_aws_env(const char *name);
+
 /* From the environment: 0, or DR_EAGAIN when it has none (not an error:
  * the next source is tried). */
 int dr_aws_creds_from_env(dr_aws_creds *out);

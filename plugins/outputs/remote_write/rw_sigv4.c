@@ -25,12 +25,6 @@
 #include "rw.h"
 #include "sigv4.h"
 
-static char *env_or_null(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? strdup(v) : NULL;
-}
-
 /* Splits the URL into the Host header's value, the path and the query. */
 static int split_url(rw_sigv4 *s, const char *url, dr_error *err)
 {
@@ -100,7 +94,7 @@ static int find_credentials(rw_sigv4 *s, char *access_key, char *secret_key, cha
     }
     if (!profile && dr_aws_creds_from_env(&s->creds) == 0)
         return 0;
-    s->profile = profile ? profile : env_or_null("AWS_PROFILE");
+    s->profile = profile ? profile : dr_aws_env("AWS_PROFILE");
     if (!s->profile && !(s->profile = strdup("default")))
         return DR_ENOMEM;
     s->file = dr_aws_credentials_path();
@@ -171,8 +165,8 @@ int rw_sigv4_init(rw_state *st, dr_error *err)
     }
     if ((rc = find_credentials(s, access_key, secret_key, profile, err)) != 0)
         return rc;
-    if (!s->region && !(s->region = env_or_null("AWS_REGION")))
-        s->region = env_or_null("AWS_DEFAULT_REGION");
+    if (!s->region && !(s->region = dr_aws_env("AWS_REGION")))
+        s->region = dr_aws_env("AWS_DEFAULT_REGION");
     if (!s->region) {
         dr_error_set(err, "sigv4: no region: set sigv4.region or AWS_REGION");
         return DR_EINVAL;
