@@ -54,6 +54,7 @@ const plugin_sources = [_][]const u8{
     "plugins/inputs/prometheus_scrape/cache.c",
     "plugins/inputs/prometheus_scrape/file_sd.c",
     "plugins/inputs/prometheus_scrape/kube_sd.c",
+    "plugins/inputs/prometheus_scrape/kube_sd_endpoints.c",
     "plugins/outputs/file/file.c",
     "plugins/outputs/null/null.c",
     "plugins/outputs/stdout/stdout.c",

@@ -1,4 +1,5 @@
-"""kubernetes_sd_configs (roles pod, node and service) against a real API server (kube-apiserver
+"""kubernetes_sd_configs (every role: pod, node, service, endpoints, endpointslice,
+ingress) against a real API server (kube-apiserver
 1.34 with etcd 3.6, tests/e2e/kube.py), with Prometheus 3 beside drover as
 the reference: both discover the same pods with the same job, and every
 __meta_kubernetes_* label Prometheus gives a target (all mapped into the
@@ -401,6 +402,259 @@ def test_service_targets_match_prometheus(start_drover, kube, tmp_path):
             json.dumps(got, sort_keys=True, indent=1), json.dumps(want, sort_keys=True, indent=1))
         assert got["edge.apps.svc:443"]["k8s_service_loadbalancer_ip"] == "192.0.2.10,192.0.2.11"
         assert got["db.apps.svc:5432"]["k8s_service_external_name"] == "db.example.com"
+        assert d.stop() == 0
+    finally:
+        prom.stop()
+
+
+ENDPOINTS_READER_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "services", "endpoints"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+     "verbs": ["get", "list", "watch"]}]
+
+
+def endpoints_objects(kube: KubeServer, port: int) -> None:
+    """A service whose endpoints are web-1 (on the agent's node), web-2 (on
+    another) and an address that is no pod, as the endpoints and
+    endpointslice controllers would write them (no controller manager runs
+    here, so the test writes them itself)."""
+    kube.call("POST", "/api/v1/namespaces/apps/services", {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "labels": {"app": "web"},
+                     "annotations": {"prometheus.io/scrape": "true"}},
+        "spec": {"selector": {"app": "web"}, "ports": [
+            {"name": "metrics", "port": port, "targetPort": port},
+            {"name": "dns", "port": 53, "protocol": "UDP"}]}})
+
+    def ref(pod):
+        return {"kind": "Pod", "namespace": "apps", "name": pod}
+    kube.call("POST", "/apis/discovery.k8s.io/v1/namespaces/apps/endpointslices", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-abcde",
+                     "labels": {"kubernetes.io/service-name": "web",
+                                "endpointslice.kubernetes.io/managed-by": "test"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "metrics", "port": port, "protocol": "TCP", "appProtocol": "http"}],
+        "endpoints": [
+            {"addresses": ["10.0.0.1"], "nodeName": NODE, "zone": "z1", "targetRef": ref("web-1"),
+             "conditions": {"ready": True, "serving": True, "terminating": False}},
+            {"addresses": ["10.0.0.2"], "nodeName": "node-b", "targetRef": ref("web-2"),
+             "conditions": {"ready": False}},
+            {"addresses": ["10.0.0.3"], "hostname": "static-1", "nodeName": NODE,
+             "conditions": {"ready": True}}]})
+    kube.call("POST", "/api/v1/namespaces/apps/endpoints", {
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "subsets": [{
+            "addresses": [{"ip": "10.0.0.1", "nodeName": NODE, "targetRef": ref("web-1")},
+                          {"ip": "10.0.0.3", "hostname": "static-1", "nodeName": NODE}],
+            "notReadyAddresses": [{"ip": "10.0.0.2", "nodeName": "node-b",
+                                   "targetRef": ref("web-2")}],
+            "ports": [{"name": "metrics", "port": port, "protocol": "TCP"}]}]})
+
+
+def endpoints_job(name: str, role: str, kube: KubeServer, token_file: str, extra: str,
+                  scrape_at: str) -> str:
+    """Every meta label mapped in; only what is on NODE kept (the endpoint's
+    node, or for the other container ports of a pod, the pod's node), as a
+    Prometheus beside each node would have to be told. Endpoint addresses
+    may not be loopback ones, so each target keeps its address as instance
+    and is scraped at scrape_at (the payload server) instead."""
+    node_label = ("__meta_kubernetes_endpointslice_endpoint_node_name" if role == "endpointslice"
+                  else "__meta_kubernetes_endpoint_node_name")
+    return """- job_name: %(name)s
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  kubernetes_sd_configs:
+    - role: %(role)s
+      api_server: %(url)s
+      bearer_token_file: %(token)s
+      tls_config: {ca_file: %(ca)s}
+      namespaces: {names: [apps]}
+%(extra)s  relabel_configs:
+    - source_labels: [%(node_label)s, __meta_kubernetes_pod_node_name]
+      regex: "%(node)s;.*|;%(node)s"
+      action: keep
+    - source_labels: [__address__]
+      target_label: instance
+    - target_label: __address__
+      replacement: %(at)s
+    - regex: __meta_kubernetes_(.+)
+      action: labelmap
+      replacement: k8s_$1
+""" % {"name": name, "role": role, "url": yaml_str(kube.url), "token": yaml_str(token_file),
+       "ca": yaml_str(kube.ca_file), "extra": extra, "node_label": node_label, "node": NODE,
+       "at": scrape_at}
+
+
+def label_sets(records) -> set:
+    return {tuple(sorted(r.items())) for r in records}
+
+
+def check_endpoints_role(start_drover, kube, payloads, tmp_path, role: str) -> dict:
+    payloads.set("/metrics", Answer(b"app_up 1\n"))
+    port = payloads.port
+    kube.create_namespace("apps")
+    token = kube.service_account_token("kube-system", "ep-reader", ENDPOINTS_READER_RULES,
+                                       cluster=True)
+    token_file = str(tmp_path / "ep-reader")
+    with open(token_file, "w") as f:
+        f.write(token + "\n")
+    labels = {"app": "web", "tier": "front-end"}
+    create_pod(kube, "apps", "web-1", NODE, port, labels=labels,
+               annotations={"example.com/owner": "team-a"})
+    create_pod(kube, "apps", "web-2", "node-b", port, labels=labels)
+    set_running(kube, "apps", "web-1", ip="10.0.0.1")
+    set_running(kube, "apps", "web-2", ip="10.0.0.2")
+    endpoints_objects(kube, port)
+
+    selector = "      selectors: [{role: pod, field: \"spec.nodeName=%s\"}]\n" % NODE
+    at = "%s:%d" % (HOST, port)
+    prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-" + role)
+    with open(prom.config, "w") as f:
+        f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
+                indent(endpoints_job("same", role, kube, token_file, selector, at), 2))
+    prom.start()
+    try:
+        out_path = str(tmp_path / "out.ndjson")
+        jobs = (endpoints_job("same", role, kube, token_file, selector, at) +
+                endpoints_job("local", role, kube, token_file, "", at))
+        d = start_drover(drover_config(tmp_path, jobs, out_path))
+        d.wait_ready()
+        out = OutputFile(out_path)
+
+        def ups(job):
+            out.read()
+            return [{k: v for k, v in r["labels"].items()} for r in out.records
+                    if r["name"] == "up" and r["labels"].get("job") == job]
+
+        def prom_ups():
+            got = [{k: v for k, v in r["metric"].items() if k != "__name__"}
+                   for r in prom.query('up{job="same"}')]
+            return got if len(got) >= 3 else None  # two endpoints, a pod port
+        want = label_sets(wait_until(prom_ups, 30, what="Prometheus to scrape the endpoints"))
+        wait_until(lambda: label_sets(ups("same")) == want, 30,
+                   what="drover's targets to be Prometheus' (%s)" % sorted(want))
+        # node-local by default: the same targets without being told
+        same = {tuple(x for x in s if x[0] != "job") for s in want}
+        wait_until(lambda: {tuple(x for x in s if x[0] != "job")
+                            for s in label_sets(ups("local"))} == same, 30,
+                   what="the node-local job to find the same targets")
+        by_addr = {}
+        for s in want:
+            t = dict(s)
+            by_addr.setdefault(t["instance"], []).append(t)
+        assert "10.0.0.2:%d" % port not in by_addr  # the other node's
+        assert d.stop() == 0
+        return by_addr
+    finally:
+        prom.stop()
+
+
+def test_endpointslice_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
+    """Role endpointslice: the same targets and labels as Prometheus 3 (the
+    slice's, its service's, the pod's and the matching container's), node-local."""
+    by_addr = check_endpoints_role(start_drover, kube, payloads, tmp_path, "endpointslice")
+    port = payloads.port
+    t = by_addr["10.0.0.1:%d" % port]
+    ep = [x for x in t if "k8s_endpointslice_port" in x][0]
+    assert ep["k8s_endpointslice_endpoint_zone"] == "z1"
+    assert ep["k8s_endpointslice_port_app_protocol"] == "http"
+    assert ep["k8s_service_label_app"] == "web"
+    assert ep["k8s_pod_name"] == "web-1" and ep["k8s_pod_container_name"] == "app"
+    # the pod's UDP port no endpoint covers is a target of its own
+    assert "10.0.0.1:53" in by_addr, sorted(by_addr)
+    static = by_addr["10.0.0.3:%d" % port][0]
+    assert static["k8s_endpointslice_endpoint_hostname"] == "static-1"
+    assert "k8s_pod_name" not in static
+
+
+def test_endpoints_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
+    """Role endpoints: the same targets and labels as Prometheus 3, node-local."""
+    by_addr = check_endpoints_role(start_drover, kube, payloads, tmp_path, "endpoints")
+    port = payloads.port
+    ep = [x for x in by_addr["10.0.0.1:%d" % port] if "k8s_endpoint_ready" in x][0]
+    assert ep["k8s_endpoint_ready"] == "true" and ep["k8s_endpoints_name"] == "web"
+    assert ep["k8s_pod_container_port_name"] == "metrics"
+
+
+INGRESS_READER_RULES = [{"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+                         "verbs": ["get", "list", "watch"]}]
+
+
+def test_ingress_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
+    """Role ingress: a target per rule and path (https where a TLS host,
+    wildcard or not, covers the rule), the same labels as Prometheus 3."""
+    payloads.set("/metrics", Answer(b"probe_up 1\n"))
+    kube.create_namespace("apps")
+    token = kube.service_account_token("kube-system", "ing-reader", INGRESS_READER_RULES,
+                                       cluster=True)
+    token_file = str(tmp_path / "ing-reader")
+    with open(token_file, "w") as f:
+        f.write(token + "\n")
+    backend = {"service": {"name": "web", "port": {"number": 80}}}
+    kube.call("POST", "/apis/networking.k8s.io/v1/namespaces/apps/ingresses", {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "labels": {"team": "a"},
+                     "annotations": {"example.com/probe": "true"}},
+        "spec": {"ingressClassName": "nginx",
+                 "tls": [{"hosts": ["*.example.com"], "secretName": "wild"}],
+                 "rules": [
+                     {"host": "shop.example.com", "http": {"paths": [
+                         {"path": "/api", "pathType": "Prefix", "backend": backend},
+                         {"path": "/", "pathType": "Prefix", "backend": backend}]}},
+                     {"host": "a.b.example.com", "http": {"paths": [
+                         {"path": "/x", "pathType": "Exact", "backend": backend}]}}]}})
+
+    job = """- job_name: ingresses
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  kubernetes_sd_configs:
+    - role: ingress
+      api_server: %s
+      bearer_token_file: %s
+      tls_config: {ca_file: %s}
+  relabel_configs:
+    - regex: __meta_kubernetes_(.+)
+      action: labelmap
+      replacement: k8s_$1
+    - source_labels: [__address__, __meta_kubernetes_ingress_path]
+      separator: ""
+      target_label: instance
+    - target_label: __address__
+      replacement: %s
+""" % (yaml_str(kube.url), yaml_str(token_file), yaml_str(kube.ca_file),
+       "%s:%d" % (HOST, payloads.port))
+    prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-ing")
+    with open(prom.config, "w") as f:
+        f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
+                indent(job, 2))
+    prom.start()
+    try:
+        out_path = str(tmp_path / "out.ndjson")
+        d = start_drover(drover_config(tmp_path, job, out_path))
+        d.wait_ready()
+        out = OutputFile(out_path)
+
+        def ups():
+            out.read()
+            return {r["labels"]["instance"]: dict(r["labels"]) for r in out.records
+                    if r["name"] == "up" and r["labels"].get("job") == "ingresses"}
+
+        def prom_ups():
+            got = {r["metric"]["instance"]: {k: v for k, v in r["metric"].items()
+                                             if k != "__name__"}
+                   for r in prom.query('up{job="ingresses"}')}
+            return got if len(got) == 3 else None
+        want = wait_until(prom_ups, 30, what="Prometheus to have the 3 targets")
+        wait_until(lambda: len(ups()) == 3, 30, what="drover's 3 ingress targets")
+        got = ups()
+        assert got == want, "drover %s\nPrometheus %s" % (
+            json.dumps(got, sort_keys=True, indent=1), json.dumps(want, sort_keys=True, indent=1))
+        assert got["shop.example.com/api"]["k8s_ingress_scheme"] == "https"
+        assert got["a.b.example.com/x"]["k8s_ingress_scheme"] == "http"
+        assert got["shop.example.com/"]["k8s_ingress_class_name"] == "nginx"
         assert d.stop() == 0
     finally:
         prom.stop()

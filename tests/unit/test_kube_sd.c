@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../plugins/inputs/prometheus_scrape/scrape.h"
+#include "../../plugins/inputs/prometheus_scrape/kube_sd_int.h"
 #include "config.h"
 #include "jsonp.h"
 #include "test.h"
@@ -200,8 +200,14 @@ void test_kube_sd_config_rules(void)
               "");
     check_error("api_server: https://x\n", "sd.role: missing required key");
     check_error("role: pods\n", "sd.role: \"pods\" is not one of: pod, node, service");
-    check_error("role: endpoints\n",
-                "role endpoints: drover discovers the pod, node and service roles only");
+    CHECK_STR(sd_error("role: endpointslice\nselectors: [{role: pod, field: \"a=b\"}, "
+                       "{role: service, label: app=x}, {role: endpointslice, label: c=d}]\n"),
+              "");
+    CHECK_STR(sd_error("role: ingress\nselectors: [{role: ingress, label: app=x}]\n"), "");
+    check_error("role: endpoints\nselectors: [{role: endpointslice}]\n",
+                "endpoints role supports only endpoints, pod, service, node selectors");
+    check_error("role: endpointslice\nselectors: [{role: node, label: a=b}]\n",
+                "attach_metadata.node");
     CHECK_STR(sd_error("role: service\nselectors: [{role: service, label: app=x}]\n"), "");
     check_error("role: service\nselectors: [{role: pod}]\n",
                 "service role supports only service selectors");
@@ -308,6 +314,189 @@ void test_kube_sd_service_targets(void)
     CHECK_INT(g.targets.n, 1);
     CHECK_STR(label_of(&g, 0, "__meta_kubernetes_service_external_name"), "db.example.com");
     CHECK(label_of(&g, 0, "__meta_kubernetes_service_cluster_ip") == NULL);
+    group_clear(&g);
+    dr_json_doc_free(doc);
+}
+
+/* A parsed JSON text; the doc is the caller's. */
+static const dr_jv *parse_json(const char *text, dr_json_doc **doc)
+{
+    *doc = dr_json_doc_new();
+    const dr_jv *root = NULL;
+    dr_error err = {{0}};
+    CHECK_INT(dr_json_parse(*doc, text, strlen(text), NULL, &root, &err), 0);
+    return root;
+}
+
+static void send_json(kube_sd *sd, ksd_kind kind, dr_kube_event ev, const char *text)
+{
+    dr_json_doc *doc;
+    const dr_jv *obj = parse_json(text, &doc);
+    if (obj)
+        ksd_links_event(sd, kind, ev, obj);
+    dr_json_doc_free(doc);
+}
+
+typedef struct found_group {
+    const target_group *g;
+    size_t n;
+} found_group;
+
+static void take_group(void *ctx, const target_group *g)
+{
+    found_group *f = ctx;
+    f->g = g;
+    f->n++;
+}
+
+/* The target of g at addr with a label name=value (NULL: any), or -1. */
+static long target_at(const target_group *g, const char *addr, const char *name, const char *value)
+{
+    for (size_t i = 0; g && i < g->targets.n; i++) {
+        if (strcmp(g->targets.v[i], addr) != 0)
+            continue;
+        const char *v = name ? label_of(g, i, name) : NULL;
+        if (!name || (v && strcmp(v, value) == 0))
+            return (long)i;
+    }
+    return -1;
+}
+
+/* The kube-dns EndpointSlice as the endpointslice controller writes it,
+ * pointing at the recorded CoreDNS pod, and one endpoint on another node. */
+static const char *kube_dns_slice =
+    "{\"kind\":\"EndpointSlice\",\"apiVersion\":\"discovery.k8s.io/v1\","
+    "\"metadata\":{\"name\":\"kube-dns-x7k2p\",\"namespace\":\"kube-system\","
+    "\"labels\":{\"kubernetes.io/service-name\":\"kube-dns\","
+    "\"endpointslice.kubernetes.io/managed-by\":\"endpointslice-controller.k8s.io\"}},"
+    "\"addressType\":\"IPv4\","
+    "\"endpoints\":[{\"addresses\":[\"10.244.0.2\"],\"conditions\":{\"ready\":true,"
+    "\"serving\":true,\"terminating\":false},\"nodeName\":\"datagen-1-35\","
+    "\"targetRef\":{\"kind\":\"Pod\",\"namespace\":\"kube-system\","
+    "\"name\":\"coredns-7d764666f9-qdcxt\"}},"
+    "{\"addresses\":[\"10.244.1.9\"],\"conditions\":{\"ready\":false},"
+    "\"nodeName\":\"other-node\",\"zone\":\"b\","
+    "\"targetRef\":{\"kind\":\"Pod\",\"namespace\":\"kube-system\","
+    "\"name\":\"coredns-elsewhere\"}}],"
+    "\"ports\":[{\"name\":\"dns-tcp\",\"protocol\":\"TCP\",\"port\":53},"
+    "{\"name\":\"metrics\",\"protocol\":\"TCP\",\"port\":9153}]}";
+
+static const char *kube_dns_service =
+    "{\"metadata\":{\"name\":\"kube-dns\",\"namespace\":\"kube-system\","
+    "\"labels\":{\"k8s-app\":\"kube-dns\"}},\"spec\":{\"clusterIP\":\"10.96.0.10\"}}";
+
+void test_kube_sd_endpointslice_joins(void)
+{
+    char *text;
+    dr_json_doc *doc;
+    const dr_jv *items = load_items("k8s-api/podlist-apiserver-k8s1.35.json", &text, &doc);
+    const dr_jv *pod = pod_named(items, "coredns-7d764666f9-qdcxt");
+    CHECK(pod != NULL);
+    if (!pod) {
+        free(text);
+        dr_json_doc_free(doc);
+        return;
+    }
+    kube_sd sd = {0};
+    sd.role = KUBE_SD_ENDPOINTSLICE;
+    CHECK_INT(ksd_links_new(&sd, "datagen-1-35"), 0);
+    ksd_links_event(&sd, KSD_OBJ_POD, DR_KUBE_ADDED, pod);
+    send_json(&sd, KSD_OBJ_SERVICE, DR_KUBE_ADDED, kube_dns_service);
+    send_json(&sd, KSD_OBJ_MAIN, DR_KUBE_ADDED, kube_dns_slice);
+
+    found_group f = {0};
+    kube_sd_visit(&sd, take_group, &f);
+    CHECK_INT(f.n, 1);
+    const target_group *g = f.g;
+    CHECK_STR(g->source, "endpointslice/kube-system/kube-dns-x7k2p");
+    /* node-local: the other node's endpoint is not here; two endpoint
+     * ports, and the two container ports they do not cover (53 UDP shares
+     * its number with the endpoint's 53 TCP, so it counts as covered) */
+    CHECK_INT(g->targets.n, 4);
+    long m =
+        target_at(g, "10.244.0.2:9153", "__meta_kubernetes_endpointslice_port_name", "metrics");
+    CHECK(m >= 0);
+    if (m >= 0) {
+        size_t i = (size_t)m;
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_endpointslice_name"), "kube-dns-x7k2p");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_endpointslice_address_type"), "IPv4");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_endpointslice_port"), "9153");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_endpointslice_endpoint_conditions_ready"),
+                  "true");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_endpointslice_endpoint_conditions_terminating"),
+                  "false");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_endpointslice_endpoint_node_name"),
+                  "datagen-1-35");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_endpointslice_address_target_kind"), "Pod");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_service_name"), "kube-dns");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_service_label_k8s_app"), "kube-dns");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_pod_name"), "coredns-7d764666f9-qdcxt");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_pod_container_name"), "coredns");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_pod_container_port_name"), "metrics");
+        CHECK_STR(label_of(g, i, "__meta_kubernetes_pod_container_init"), "false");
+        CHECK(label_of(g, i, "__meta_kubernetes_pod_container_id") == NULL);
+        CHECK(label_of(g, i, "__meta_kubernetes_endpointslice_endpoint_zone") == NULL);
+    }
+    /* port 53: the first container port numbered 53 is the pod's (as
+     * Prometheus matches by number), with that port's protocol */
+    m = target_at(g, "10.244.0.2:53", NULL, NULL);
+    CHECK(m >= 0);
+    if (m >= 0) {
+        CHECK_STR(label_of(g, (size_t)m, "__meta_kubernetes_endpointslice_port_protocol"), "TCP");
+        CHECK_STR(label_of(g, (size_t)m, "__meta_kubernetes_pod_container_port_name"), "dns");
+        CHECK_STR(label_of(g, (size_t)m, "__meta_kubernetes_pod_container_port_protocol"), "UDP");
+    }
+    /* a container port no endpoint covered: pod labels, no endpoint labels */
+    m = target_at(g, "10.244.0.2:8181", "__meta_kubernetes_pod_container_port_name",
+                  "readiness-probe");
+    CHECK(m >= 0);
+    if (m >= 0) {
+        CHECK(label_of(g, (size_t)m, "__meta_kubernetes_endpointslice_port") == NULL);
+        CHECK_STR(label_of(g, (size_t)m, "__meta_kubernetes_endpointslice_name"), "kube-dns-x7k2p");
+    }
+
+    /* the pod goes: its endpoints stay, without the pod's labels */
+    ksd_links_event(&sd, KSD_OBJ_POD, DR_KUBE_DELETED, pod);
+    f = (found_group){0};
+    kube_sd_visit(&sd, take_group, &f);
+    CHECK_INT(f.n, 1);
+    CHECK_INT(f.g ? f.g->targets.n : 0, 2);
+    CHECK(f.g && f.g->targets.n && label_of(f.g, 0, "__meta_kubernetes_pod_name") == NULL);
+
+    /* the slice goes: so does its group */
+    send_json(&sd, KSD_OBJ_MAIN, DR_KUBE_DELETED, kube_dns_slice);
+    f = (found_group){0};
+    kube_sd_visit(&sd, take_group, &f);
+    CHECK_INT(f.n, 0);
+    kube_sd_free(&sd);
+    dr_json_doc_free(doc);
+    free(text);
+}
+
+void test_kube_sd_ingress_targets(void)
+{
+    const char *ing =
+        "{\"metadata\":{\"name\":\"web\",\"namespace\":\"apps\",\"labels\":{\"a\":\"b\"}},"
+        "\"spec\":{\"ingressClassName\":\"nginx\",\"tls\":[{\"hosts\":[\"*.example.com\"]}],"
+        "\"rules\":[{\"host\":\"shop.example.com\",\"http\":{\"paths\":[{\"path\":\"/api\","
+        "\"pathType\":\"Prefix\"},{\"pathType\":\"Prefix\"}]}},"
+        "{\"host\":\"a.b.example.com\"},{\"http\":{\"paths\":[{\"path\":\"/x\"}]}}]}}";
+    dr_json_doc *doc;
+    const dr_jv *root = parse_json(ing, &doc);
+    target_group g;
+    CHECK_INT(kube_sd_ingress_group(root, &g), 0);
+    CHECK_STR(g.source, "ingress/apps/web");
+    /* two paths of the first rule, the second rule's "/", no host: none */
+    CHECK_INT(g.targets.n, 3);
+    CHECK_STR(g.targets.v[0], "shop.example.com");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_ingress_scheme"), "https");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_ingress_path"), "/api");
+    CHECK_STR(label_of(&g, 1, "__meta_kubernetes_ingress_path"), "/");
+    CHECK_STR(label_of(&g, 2, "__meta_kubernetes_ingress_scheme"), "http");
+    CHECK_STR(label_of(&g, 2, "__meta_kubernetes_ingress_host"), "a.b.example.com");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_ingress_class_name"), "nginx");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_ingress_label_a"), "b");
+    CHECK_STR(label_of(&g, 0, "__meta_kubernetes_ingress_name"), "web");
     group_clear(&g);
     dr_json_doc_free(doc);
 }

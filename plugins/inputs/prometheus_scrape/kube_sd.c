@@ -18,7 +18,9 @@
  *
  * Role service: a target per service port at <name>.<namespace>.svc:<port>
  * with __meta_kubernetes_service_* labels, cluster-wide (a service runs on
- * no node in particular).
+ * no node in particular). Role ingress: a target per rule and path at the
+ * rule's host, cluster-wide too. Roles endpoints and endpointslice join
+ * three kinds of objects: kube_sd_endpoints.c.
  *
  * Node-local by default: when the agent knows its node (node_name, as a
  * DaemonSet sets it from the downward API), the pod role watches only the
@@ -36,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scrape.h"
+#include "kube_sd_int.h"
 
 /* A pod's target group, found by its source ("pod/<namespace>/<name>"). */
 struct kube_sd_entry {
@@ -44,10 +46,6 @@ struct kube_sd_entry {
     uint64_t hash;
     target_group g; /* g.source is the key */
 };
-
-/* Pods one discovery keeps at most (a cluster-wide watch of a big cluster
- * must not grow without bound). */
-#define KUBE_SD_MAX_GROUPS 100000u
 
 /* In kube_sd_role's order; NULL-terminated for the option table. */
 static const char *const role_names[] = {"pod",           "node",    "service", "endpoints",
@@ -63,10 +61,25 @@ static bool selector_role_allowed(kube_sd_role role, const char *sel)
         return strcmp(sel, "node") == 0;
     case KUBE_SD_SERVICE:
         return strcmp(sel, "service") == 0;
-    default:
-        return false;
+    case KUBE_SD_ENDPOINTS:
+        return strcmp(sel, "endpoints") == 0 || strcmp(sel, "pod") == 0 ||
+               strcmp(sel, "service") == 0 || strcmp(sel, "node") == 0;
+    case KUBE_SD_ENDPOINTSLICE:
+        return strcmp(sel, "endpointslice") == 0 || strcmp(sel, "pod") == 0 ||
+               strcmp(sel, "service") == 0 || strcmp(sel, "node") == 0;
+    case KUBE_SD_INGRESS:
+        return strcmp(sel, "ingress") == 0;
     }
+    return false;
 }
+
+/* What selectors_allowed lists in its error, per role. */
+static const char *const selector_roles_text[] = {"pod, node",
+                                                  "node",
+                                                  "service",
+                                                  "endpoints, pod, service, node",
+                                                  "endpointslice, pod, service, node",
+                                                  "ingress"};
 
 static int role_of(const char *s, kube_sd_role *out)
 {
@@ -120,8 +133,24 @@ const dr_option kube_sd_options[] = {
      "the node's labels and annotations. service: a target per service port at "
      "<name>.<namespace>.svc:<port>, labelled __meta_kubernetes_service_{name, port_name, "
      "port_number, port_protocol, type, cluster_ip, external_name, loadbalancer_ip} and the "
-     "service's labels and annotations (cluster-wide: node_local does not apply). The "
-     "endpoints, endpointslice and ingress roles are refused for now."},
+     "service's labels and annotations (cluster-wide: node_local does not apply). "
+     "endpointslice: a target per address and port of every EndpointSlice (address:port), "
+     "labelled __meta_kubernetes_endpointslice_{name, address_type, port, port_name, "
+     "port_protocol, port_app_protocol, endpoint_conditions_{ready, serving, terminating}, "
+     "endpoint_hostname, endpoint_node_name, endpoint_zone, address_target_kind, "
+     "address_target_name}, the slice's labels and annotations, its service's "
+     "__meta_kubernetes_service_* (name, labels, annotations), and, for an address that points "
+     "at a pod, the pod's labels as the pod role gives them (without container_id) with the "
+     "container whose port is the endpoint's; every other container port of such a pod is a "
+     "target too; the secondary slice of a dual-stack service gives none. endpoints: the same "
+     "from Endpoints objects, labelled __meta_kubernetes_endpoints_name (and its labels and "
+     "annotations) and __meta_kubernetes_endpoint_{ready, port_name, port_protocol, "
+     "address_target_kind, address_target_name, node_name, hostname}. Node-local, both keep "
+     "only the endpoints on the agent's node (nodeName, or a targetRef of kind Node naming it) "
+     "and watch only that node's pods; the endpoints and services watches stay cluster-wide "
+     "(or per namespace). ingress: a target per rule and path at the rule's host, labelled "
+     "__meta_kubernetes_ingress_{name, scheme (https when a TLS host covers it), host, path, "
+     "class_name} and its labels and annotations (cluster-wide)."},
     KOPT("api_server", DR_OPT_STRING, api_server, NULL,
          "The API server, https://host:port. Unset with kubeconfig_file unset: the in-cluster "
          "address and service account."),
@@ -139,8 +168,10 @@ const dr_option kube_sd_options[] = {
      {NULL},
      0,
      0,
-     "A list of {role, label, field}: Kubernetes label and field selectors of the watch, at "
-     "most one per role (the pod role takes a pod selector)."},
+     "A list of {role, label, field}: Kubernetes label and field selectors of the watches, at "
+     "most one per role: the pod role takes pod selectors, node node, service service, "
+     "ingress ingress; endpoints takes endpoints, pod and service selectors, endpointslice "
+     "endpointslice, pod and service selectors (the pods and services its groups join)."},
     {"attach_metadata",
      DR_OPT_NODE,
      offsetof(kube_sd_conf, attach_metadata),
@@ -178,7 +209,7 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
         return 1;
     }
     int nerr = 0;
-    bool seen[KUBE_SD_INGRESS + 1] = {false};
+    bool seen[KUBE_SD_NROLES] = {false};
     for (size_t i = 0; i < list->n; i++) {
         const dr_cfg_node *m = list->items[i];
         if (m->type != DR_CFG_MAP) {
@@ -204,13 +235,12 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
         seen[role] = true;
         if (!selector_role_allowed(sd->role, r->str)) {
             dr_cfg_error(errs, r, path, "selectors[%zu]: %s role supports only %s selectors", i,
-                         role_names[sd->role],
-                         sd->role == KUBE_SD_POD ? "pod, node" : role_names[sd->role]);
+                         role_names[sd->role], selector_roles_text[sd->role]);
             nerr++;
             continue;
         }
-        if (role == KUBE_SD_NODE && sd->role == KUBE_SD_POD) {
-            /* a node selector of the pod role chooses the nodes whose
+        if (role == KUBE_SD_NODE && sd->role != KUBE_SD_NODE) {
+            /* a node selector of another role chooses the nodes whose
              * metadata attach_metadata.node adds */
             dr_cfg_error(errs, r, path,
                          "selectors[%zu]: node selectors go with attach_metadata.node, which "
@@ -222,8 +252,8 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
         for (size_t j = 0; j < m->n; j++) {
             const char *k = m->pairs[j].key->str;
             const dr_cfg_node *v = m->pairs[j].val;
-            char **dst = strcmp(k, "label") == 0   ? &sd->label_selector
-                         : strcmp(k, "field") == 0 ? &sd->field_selector
+            char **dst = strcmp(k, "label") == 0   ? &sd->label_selector[role]
+                         : strcmp(k, "field") == 0 ? &sd->field_selector[role]
                                                    : NULL;
             if (strcmp(k, "role") == 0)
                 continue;
@@ -319,13 +349,6 @@ int kube_sd_parse(const dr_cfg_node *map, const char *path, kube_sd *sd, dr_cfg_
         return nerr;
     }
     sd->role = (kube_sd_role)c.role;
-    if (sd->role != KUBE_SD_POD && sd->role != KUBE_SD_NODE && sd->role != KUBE_SD_SERVICE) {
-        dr_cfg_error(errs, dr_cfg_get(map, "role"), path,
-                     "role %s: drover discovers the pod, node and service roles only, so far",
-                     role_names[sd->role]);
-        dr_cfg_free_conf(kube_sd_options, &c);
-        return 1;
-    }
     if (c.bearer_token_file && c.auth_credentials_file) {
         dr_cfg_error(errs, map, path,
                      "at most one of bearer_token_file and authorization.credentials_file");
@@ -367,7 +390,7 @@ int kube_sd_parse(const dr_cfg_node *map, const char *path, kube_sd *sd, dr_cfg_
 
 /* ---- groups by source --------------------------------------------------------------- */
 
-static uint64_t source_hash(const char *s)
+uint64_t ksd_hash(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (; *s; s++) {
@@ -406,11 +429,11 @@ static int make_room(kube_sd *sd)
     return 0;
 }
 
-static void remove_group(kube_sd *sd, const char *source)
+void ksd_remove_group(kube_sd *sd, const char *source)
 {
     if (!sd->buckets)
         return;
-    kube_sd_entry **pp = find_slot(sd, source, source_hash(source));
+    kube_sd_entry **pp = find_slot(sd, source, ksd_hash(source));
     kube_sd_entry *e = *pp;
     if (!e)
         return;
@@ -437,9 +460,9 @@ static bool same_group(const target_group *a, const target_group *b)
 
 /* Takes g (its memory) as the group of its source, replacing the one
  * before; the targets are synced again only when it differs. */
-static int put_group(kube_sd *sd, target_group *g)
+int ksd_put_group(kube_sd *sd, target_group *g)
 {
-    uint64_t h = source_hash(g->source);
+    uint64_t h = ksd_hash(g->source);
     if (make_room(sd) != 0)
         return DR_ENOMEM;
     kube_sd_entry **pp = find_slot(sd, g->source, h);
@@ -507,7 +530,7 @@ static int make_group(const dr_jv *obj, const char *kind, bool namespaced, group
 /* A label name made of a Kubernetes key, as Prometheus' SanitizeLabelName
  * makes it: every character outside [a-zA-Z0-9_] becomes '_' (one for a
  * whole multi-byte character). */
-static void sanitized_name(dr_buf *b, const char *prefix, const char *key)
+void ksd_sanitized_name(dr_buf *b, const char *prefix, const char *key)
 {
     dr_buf_reset(b);
     dr_buf_puts(b, prefix);
@@ -522,21 +545,21 @@ static void sanitized_name(dr_buf *b, const char *prefix, const char *key)
 
 /* Adds name=value when the value is not empty (Prometheus reads an empty
  * label as an absent one). */
-static int add_label(dr_labels *ls, const char *name, size_t name_len, const char *value)
+int ksd_add_label(dr_labels *ls, const char *name, size_t name_len, const char *value)
 {
     if (!value || !*value)
         return 0;
     return dr_labels_set(ls, name, name_len, value, strlen(value));
 }
 
-static int add_labels(dr_labels *ls, const char *name, const char *value)
+int ksd_add_labels(dr_labels *ls, const char *name, const char *value)
 {
-    return add_label(ls, name, strlen(name), value);
+    return ksd_add_label(ls, name, strlen(name), value);
 }
 
 /* __meta_kubernetes_<role>_{label,labelpresent,annotation,annotationpresent}_* */
-static int add_object_map(dr_labels *ls, const dr_jv *map, const char *role, const char *kind,
-                          dr_buf *tmp)
+int ksd_add_object_map(dr_labels *ls, const dr_jv *map, const char *role, const char *kind,
+                       dr_buf *tmp)
 {
     if (!map || map->type != DR_JV_OBJECT)
         return 0;
@@ -545,9 +568,9 @@ static int add_object_map(dr_labels *ls, const dr_jv *map, const char *role, con
     snprintf(present_prefix, sizeof present_prefix, "__meta_kubernetes_%s_%spresent_", role, kind);
     for (const dr_jv *m = map->child; m; m = m->next) {
         const char *v = m->type == DR_JV_STRING ? m->str : "";
-        sanitized_name(tmp, value_prefix, m->key);
+        ksd_sanitized_name(tmp, value_prefix, m->key);
         int rc = dr_labels_set(ls, tmp->p, tmp->len, v, strlen(v));
-        sanitized_name(tmp, present_prefix, m->key);
+        ksd_sanitized_name(tmp, present_prefix, m->key);
         if (rc == 0)
             rc = dr_labels_set(ls, tmp->p, tmp->len, "true", 4);
         if (rc != 0)
@@ -579,33 +602,34 @@ static const dr_jv *controller_of(const dr_jv *pod)
     return NULL;
 }
 
-static int pod_group_labels(const dr_jv *pod, dr_labels *ls, dr_buf *tmp)
+int ksd_pod_labels(const dr_jv *pod, dr_labels *ls, dr_buf *tmp)
 {
     const dr_jv *meta = dr_jv_get(pod, "metadata");
     int rc = 0;
-    rc |= add_labels(ls, "__meta_kubernetes_namespace", dr_jv_str(dr_jv_get(meta, "namespace")));
-    rc |= add_labels(ls, "__meta_kubernetes_pod_name", dr_jv_str(dr_jv_get(meta, "name")));
-    rc |= add_labels(ls, "__meta_kubernetes_pod_ip",
-                     dr_jv_str(dr_jv_path(pod, "status", "podIP", NULL)));
-    rc |= add_labels(ls, "__meta_kubernetes_pod_ready", pod_ready(pod));
-    rc |= add_labels(ls, "__meta_kubernetes_pod_phase",
-                     dr_jv_str(dr_jv_path(pod, "status", "phase", NULL)));
-    rc |= add_labels(ls, "__meta_kubernetes_pod_node_name",
-                     dr_jv_str(dr_jv_path(pod, "spec", "nodeName", NULL)));
-    rc |= add_labels(ls, "__meta_kubernetes_pod_host_ip",
-                     dr_jv_str(dr_jv_path(pod, "status", "hostIP", NULL)));
-    rc |= add_labels(ls, "__meta_kubernetes_pod_uid", dr_jv_str(dr_jv_get(meta, "uid")));
+    rc |=
+        ksd_add_labels(ls, "__meta_kubernetes_namespace", dr_jv_str(dr_jv_get(meta, "namespace")));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_name", dr_jv_str(dr_jv_get(meta, "name")));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_ip",
+                         dr_jv_str(dr_jv_path(pod, "status", "podIP", NULL)));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_ready", pod_ready(pod));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_phase",
+                         dr_jv_str(dr_jv_path(pod, "status", "phase", NULL)));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_node_name",
+                         dr_jv_str(dr_jv_path(pod, "spec", "nodeName", NULL)));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_host_ip",
+                         dr_jv_str(dr_jv_path(pod, "status", "hostIP", NULL)));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_uid", dr_jv_str(dr_jv_get(meta, "uid")));
     const dr_jv *owner = controller_of(pod);
     if (owner) {
-        rc |= add_labels(ls, "__meta_kubernetes_pod_controller_kind",
-                         dr_jv_str(dr_jv_get(owner, "kind")));
-        rc |= add_labels(ls, "__meta_kubernetes_pod_controller_name",
-                         dr_jv_str(dr_jv_get(owner, "name")));
+        rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_controller_kind",
+                             dr_jv_str(dr_jv_get(owner, "kind")));
+        rc |= ksd_add_labels(ls, "__meta_kubernetes_pod_controller_name",
+                             dr_jv_str(dr_jv_get(owner, "name")));
     }
     if (rc == 0)
-        rc = add_object_map(ls, dr_jv_get(meta, "labels"), "pod", "label", tmp);
+        rc = ksd_add_object_map(ls, dr_jv_get(meta, "labels"), "pod", "label", tmp);
     if (rc == 0)
-        rc = add_object_map(ls, dr_jv_get(meta, "annotations"), "pod", "annotation", tmp);
+        rc = ksd_add_object_map(ls, dr_jv_get(meta, "annotations"), "pod", "annotation", tmp);
     return rc ? DR_ENOMEM : 0;
 }
 
@@ -619,7 +643,7 @@ static const char *container_id(const dr_jv *statuses, const char *name)
 }
 
 /* Appends one target: its address and its own labels. */
-static int add_target(target_group *g, size_t *cap, const char *addr, dr_labels *own)
+int ksd_add_target(target_group *g, size_t *cap, const char *addr, dr_labels *own)
 {
     if (g->targets.n + 1 >= *cap) {
         size_t n = *cap ? *cap * 2 : 8;
@@ -656,11 +680,11 @@ static int container_targets(target_group *g, size_t *cap, const dr_jv *c, bool 
         dr_labels own;
         dr_labels_init(&own);
         int rc = 0;
-        rc |= add_labels(&own, "__meta_kubernetes_pod_container_name", name);
-        rc |= add_labels(&own, "__meta_kubernetes_pod_container_id", id);
-        rc |= add_labels(&own, "__meta_kubernetes_pod_container_image",
-                         dr_jv_str(dr_jv_get(c, "image")));
-        rc |= add_labels(&own, "__meta_kubernetes_pod_container_init", init ? "true" : "false");
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_pod_container_name", name);
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_pod_container_id", id);
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_pod_container_image",
+                             dr_jv_str(dr_jv_get(c, "image")));
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_pod_container_init", init ? "true" : "false");
         char addr[320];
         int64_t port = 0;
         if (p && dr_jv_int(dr_jv_get(p, "containerPort"), &port) && port > 0 && port < 65536) {
@@ -668,11 +692,11 @@ static int container_targets(target_group *g, size_t *cap, const dr_jv *c, bool 
             snprintf(num, sizeof num, "%lld", (long long)port);
             bool v6 = strchr(ip, ':') != NULL;
             snprintf(addr, sizeof addr, "%s%s%s:%s", v6 ? "[" : "", ip, v6 ? "]" : "", num);
-            rc |= add_labels(&own, "__meta_kubernetes_pod_container_port_number", num);
-            rc |= add_labels(&own, "__meta_kubernetes_pod_container_port_name",
-                             dr_jv_str(dr_jv_get(p, "name")));
-            rc |= add_labels(&own, "__meta_kubernetes_pod_container_port_protocol",
-                             dr_jv_str(dr_jv_get(p, "protocol")));
+            rc |= ksd_add_labels(&own, "__meta_kubernetes_pod_container_port_number", num);
+            rc |= ksd_add_labels(&own, "__meta_kubernetes_pod_container_port_name",
+                                 dr_jv_str(dr_jv_get(p, "name")));
+            rc |= ksd_add_labels(&own, "__meta_kubernetes_pod_container_port_protocol",
+                                 dr_jv_str(dr_jv_get(p, "protocol")));
         } else if (p) {
             dr_labels_free(&own);
             p = p->next; /* a port without a number is no target */
@@ -681,7 +705,7 @@ static int container_targets(target_group *g, size_t *cap, const dr_jv *c, bool 
             snprintf(addr, sizeof addr, "%s", ip);
         }
         if (rc == 0)
-            rc = add_target(g, cap, addr, &own);
+            rc = ksd_add_target(g, cap, addr, &own);
         dr_labels_free(&own);
         if (rc != 0)
             return DR_ENOMEM;
@@ -701,7 +725,7 @@ static int pod_group(const dr_jv *pod, const char *source, target_group *g, dr_b
     const char *ip = dr_jv_str(dr_jv_path(pod, "status", "podIP", NULL));
     if (!ip || !*ip || strlen(ip) > 256)
         return 0;
-    int rc = pod_group_labels(pod, &g->labels, tmp);
+    int rc = ksd_pod_labels(pod, &g->labels, tmp);
     size_t cap = 0;
     static const char *const lists[2] = {"containers", "initContainers"};
     static const char *const status_lists[2] = {"containerStatuses", "initContainerStatuses"};
@@ -741,9 +765,9 @@ static int node_group_labels(const dr_jv *node, dr_labels *ls, dr_buf *tmp)
 {
     const dr_jv *meta = dr_jv_get(node, "metadata");
     int rc = 0;
-    rc |= add_labels(ls, "__meta_kubernetes_node_name", dr_jv_str(dr_jv_get(meta, "name")));
-    rc |= add_labels(ls, "__meta_kubernetes_node_provider_id",
-                     dr_jv_str(dr_jv_path(node, "spec", "providerID", NULL)));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_node_name", dr_jv_str(dr_jv_get(meta, "name")));
+    rc |= ksd_add_labels(ls, "__meta_kubernetes_node_provider_id",
+                         dr_jv_str(dr_jv_path(node, "spec", "providerID", NULL)));
     /* __meta_kubernetes_node_condition_<type, lowercased>: the status, lowercased */
     const dr_jv *conds = dr_jv_path(node, "status", "conditions", NULL);
     for (const dr_jv *c = conds && conds->type == DR_JV_ARRAY ? conds->child : NULL; c && rc == 0;
@@ -757,13 +781,13 @@ static int node_group_labels(const dr_jv *node, dr_labels *ls, dr_buf *tmp)
         for (char *p = status; *p; p++)
             if (*p >= 'A' && *p <= 'Z')
                 *p = (char)(*p - 'A' + 'a');
-        sanitized_name(tmp, "__meta_kubernetes_node_condition_", type);
-        rc = add_label(ls, tmp->p, tmp->len, status);
+        ksd_sanitized_name(tmp, "__meta_kubernetes_node_condition_", type);
+        rc = ksd_add_label(ls, tmp->p, tmp->len, status);
     }
     if (rc == 0)
-        rc = add_object_map(ls, dr_jv_get(meta, "labels"), "node", "label", tmp);
+        rc = ksd_add_object_map(ls, dr_jv_get(meta, "labels"), "node", "label", tmp);
     if (rc == 0)
-        rc = add_object_map(ls, dr_jv_get(meta, "annotations"), "node", "annotation", tmp);
+        rc = ksd_add_object_map(ls, dr_jv_get(meta, "annotations"), "node", "annotation", tmp);
     return rc ? DR_ENOMEM : 0;
 }
 
@@ -793,16 +817,16 @@ static int node_group(const dr_jv *node, const char *source, target_group *g, dr
              (long long)port);
     dr_labels own;
     dr_labels_init(&own);
-    rc |= add_labels(&own, "instance", dr_jv_str(dr_jv_path(node, "metadata", "name", NULL)));
+    rc |= ksd_add_labels(&own, "instance", dr_jv_str(dr_jv_path(node, "metadata", "name", NULL)));
     for (const dr_jv *a = addresses ? addresses->child : NULL; a && rc == 0; a = a->next) {
-        sanitized_name(tmp, "__meta_kubernetes_node_address_",
-                       dr_jv_str_or(dr_jv_get(a, "type"), ""));
+        ksd_sanitized_name(tmp, "__meta_kubernetes_node_address_",
+                           dr_jv_str_or(dr_jv_get(a, "type"), ""));
         if (!dr_labels_get(&own, tmp->p, tmp->len)) /* the first of each type */
-            rc = add_label(&own, tmp->p, tmp->len, dr_jv_str(dr_jv_get(a, "address")));
+            rc = ksd_add_label(&own, tmp->p, tmp->len, dr_jv_str(dr_jv_get(a, "address")));
     }
     size_t cap = 0;
     if (rc == 0)
-        rc = add_target(g, &cap, target, &own);
+        rc = ksd_add_target(g, &cap, target, &own);
     dr_labels_free(&own);
     return rc ? DR_ENOMEM : 0;
 }
@@ -841,13 +865,13 @@ static int service_group(const dr_jv *svc, const char *source, target_group *g, 
     const char *ns = dr_jv_str_or(dr_jv_get(meta, "namespace"), "");
     const char *name = dr_jv_str_or(dr_jv_get(meta, "name"), "");
     int rc = 0;
-    rc |= add_labels(&g->labels, "__meta_kubernetes_namespace", ns);
-    rc |= add_labels(&g->labels, "__meta_kubernetes_service_name", name);
+    rc |= ksd_add_labels(&g->labels, "__meta_kubernetes_namespace", ns);
+    rc |= ksd_add_labels(&g->labels, "__meta_kubernetes_service_name", name);
     if (rc == 0)
-        rc = add_object_map(&g->labels, dr_jv_get(meta, "labels"), "service", "label", tmp);
+        rc = ksd_add_object_map(&g->labels, dr_jv_get(meta, "labels"), "service", "label", tmp);
     if (rc == 0)
-        rc = add_object_map(&g->labels, dr_jv_get(meta, "annotations"), "service", "annotation",
-                            tmp);
+        rc = ksd_add_object_map(&g->labels, dr_jv_get(meta, "annotations"), "service", "annotation",
+                                tmp);
     const char *type = dr_jv_str_or(dr_jv_path(svc, "spec", "type", NULL), "");
     const dr_jv *ports = dr_jv_path(svc, "spec", "ports", NULL);
     size_t cap = 0;
@@ -861,24 +885,24 @@ static int service_group(const dr_jv *svc, const char *source, target_group *g, 
             continue;
         dr_labels own;
         dr_labels_init(&own);
-        rc |= add_labels(&own, "__meta_kubernetes_service_port_name",
-                         dr_jv_str(dr_jv_get(p, "name")));
-        rc |= add_labels(&own, "__meta_kubernetes_service_port_number", num);
-        rc |= add_labels(&own, "__meta_kubernetes_service_port_protocol",
-                         dr_jv_str(dr_jv_get(p, "protocol")));
-        rc |= add_labels(&own, "__meta_kubernetes_service_type", type);
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_service_port_name",
+                             dr_jv_str(dr_jv_get(p, "name")));
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_service_port_number", num);
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_service_port_protocol",
+                             dr_jv_str(dr_jv_get(p, "protocol")));
+        rc |= ksd_add_labels(&own, "__meta_kubernetes_service_type", type);
         if (strcmp(type, "ExternalName") == 0)
-            rc |= add_labels(&own, "__meta_kubernetes_service_external_name",
-                             dr_jv_str(dr_jv_path(svc, "spec", "externalName", NULL)));
+            rc |= ksd_add_labels(&own, "__meta_kubernetes_service_external_name",
+                                 dr_jv_str(dr_jv_path(svc, "spec", "externalName", NULL)));
         else
-            rc |= add_labels(&own, "__meta_kubernetes_service_cluster_ip",
-                             dr_jv_str(dr_jv_path(svc, "spec", "clusterIP", NULL)));
+            rc |= ksd_add_labels(&own, "__meta_kubernetes_service_cluster_ip",
+                                 dr_jv_str(dr_jv_path(svc, "spec", "clusterIP", NULL)));
         if (strcmp(type, "LoadBalancer") == 0) {
             put_lb_ips(svc, tmp);
-            rc |= add_labels(&own, "__meta_kubernetes_service_loadbalancer_ip", tmp->p);
+            rc |= ksd_add_labels(&own, "__meta_kubernetes_service_loadbalancer_ip", tmp->p);
         }
         if (rc == 0)
-            rc = add_target(g, &cap, addr, &own);
+            rc = ksd_add_target(g, &cap, addr, &own);
         dr_labels_free(&own);
     }
     return rc ? DR_ENOMEM : 0;
@@ -887,6 +911,97 @@ static int service_group(const dr_jv *svc, const char *source, target_group *g, 
 int kube_sd_service_group(const dr_jv *svc, target_group *g)
 {
     return make_group(svc, "svc", true, service_group, g);
+}
+
+/* ---- ingresses to targets ------------------------------------------------------------- */
+
+/* Whether a TLS host pattern covers a rule's host: equal, or "*.rest"
+ * with a host of as many dot-separated parts whose parts after the
+ * first are the same. */
+static bool host_matches(const char *pattern, const char *host)
+{
+    if (strcmp(pattern, host) == 0)
+        return true;
+    if (strcmp(pattern, "*") == 0)
+        return !strchr(host, '.');
+    if (strncmp(pattern, "*.", 2) != 0)
+        return false;
+    const char *dot = strchr(host, '.');
+    return dot && strcmp(dot + 1, pattern + 2) == 0;
+}
+
+static const char *rule_scheme(const dr_jv *ingress, const char *host)
+{
+    const dr_jv *tls = dr_jv_path(ingress, "spec", "tls", NULL);
+    for (const dr_jv *t = tls && tls->type == DR_JV_ARRAY ? tls->child : NULL; t; t = t->next) {
+        const dr_jv *hosts = dr_jv_get(t, "hosts");
+        for (const dr_jv *h = hosts && hosts->type == DR_JV_ARRAY ? hosts->child : NULL; h;
+             h = h->next)
+            if (dr_jv_str(h) && host_matches(dr_jv_str(h), host))
+                return "https";
+    }
+    return "http";
+}
+
+static int ingress_target(target_group *g, size_t *cap, const char *host, const char *scheme,
+                          const char *path)
+{
+    dr_labels own;
+    dr_labels_init(&own);
+    int rc = 0;
+    rc |= ksd_add_labels(&own, "__meta_kubernetes_ingress_scheme", scheme);
+    rc |= ksd_add_labels(&own, "__meta_kubernetes_ingress_host", host);
+    rc |= ksd_add_labels(&own, "__meta_kubernetes_ingress_path", path && *path ? path : "/");
+    if (rc == 0)
+        rc = ksd_add_target(g, cap, host, &own);
+    dr_labels_free(&own);
+    return rc;
+}
+
+/* A target per rule and path, at the rule's host, as Prometheus' ingress
+ * role (for probing through a blackbox). A rule without a host has no
+ * address to probe and gives no target. */
+static int ingress_group(const dr_jv *ing, const char *source, target_group *g, dr_buf *tmp)
+{
+    memset(g, 0, sizeof *g);
+    dr_labels_init(&g->labels);
+    if (!(g->source = strdup(source)))
+        return DR_ENOMEM;
+    const dr_jv *meta = dr_jv_get(ing, "metadata");
+    int rc = 0;
+    rc |= ksd_add_labels(&g->labels, "__meta_kubernetes_namespace",
+                         dr_jv_str(dr_jv_get(meta, "namespace")));
+    rc |= ksd_add_labels(&g->labels, "__meta_kubernetes_ingress_name",
+                         dr_jv_str(dr_jv_get(meta, "name")));
+    rc |= ksd_add_labels(&g->labels, "__meta_kubernetes_ingress_class_name",
+                         dr_jv_str(dr_jv_path(ing, "spec", "ingressClassName", NULL)));
+    if (rc == 0)
+        rc = ksd_add_object_map(&g->labels, dr_jv_get(meta, "labels"), "ingress", "label", tmp);
+    if (rc == 0)
+        rc = ksd_add_object_map(&g->labels, dr_jv_get(meta, "annotations"), "ingress", "annotation",
+                                tmp);
+    const dr_jv *rules = dr_jv_path(ing, "spec", "rules", NULL);
+    size_t cap = 0;
+    for (const dr_jv *r = rules && rules->type == DR_JV_ARRAY ? rules->child : NULL; r && rc == 0;
+         r = r->next) {
+        const char *host = dr_jv_str(dr_jv_get(r, "host"));
+        if (!host || !*host || strlen(host) > 256)
+            continue;
+        const char *scheme = rule_scheme(ing, host);
+        const dr_jv *paths = dr_jv_path(r, "http", "paths", NULL);
+        if (!paths || paths->type != DR_JV_ARRAY) {
+            rc = ingress_target(g, &cap, host, scheme, "/");
+            continue;
+        }
+        for (const dr_jv *p = paths->child; p && rc == 0; p = p->next)
+            rc = ingress_target(g, &cap, host, scheme, dr_jv_str(dr_jv_get(p, "path")));
+    }
+    return rc ? DR_ENOMEM : 0;
+}
+
+int kube_sd_ingress_group(const dr_jv *ing, target_group *g)
+{
+    return make_group(ing, "ingress", true, ingress_group, g);
 }
 
 /* ---- the watch ----------------------------------------------------------------------- */
@@ -899,6 +1014,7 @@ static void on_object(void *ctx, dr_kube_event ev, const dr_jv *obj)
     target_group g;
     int rc = sd->role == KUBE_SD_NODE      ? kube_sd_node_group(obj, &g)
              : sd->role == KUBE_SD_SERVICE ? kube_sd_service_group(obj, &g)
+             : sd->role == KUBE_SD_INGRESS ? kube_sd_ingress_group(obj, &g)
                                            : kube_sd_pod_group(obj, &g);
     if (rc != 0) {
         if (rc != DR_EINVAL) /* DR_EINVAL: no name to know the object by */
@@ -908,13 +1024,13 @@ static void on_object(void *ctx, dr_kube_event ev, const dr_jv *obj)
         return;
     }
     if (ev == DR_KUBE_DELETED || g.targets.n == 0) {
-        remove_group(sd, g.source);
+        ksd_remove_group(sd, g.source);
         group_clear(&g);
         return;
     }
     char source[600];
     snprintf(source, sizeof source, "%s", g.source);
-    rc = put_group(sd, &g);
+    rc = ksd_put_group(sd, &g);
     if (rc != 0) {
         group_clear(&g);
         dr_log(sd->job->in->inst, DR_LOG_WARN, "object not discovered", "job=%s %s error=%s",
@@ -950,24 +1066,77 @@ static char *read_own_namespace(dr_error *err)
     return strdup(buf);
 }
 
-/* The field selector of the watch: the configured one and, node-local, the
- * agent's node (the pods on it, or the node itself). */
-static char *field_selector(const kube_sd *sd, const char *node)
+/* The field selector of a watch of objects of role sel: the configured one
+ * and, when node_key is set, node_key=node (the pods on the agent's node,
+ * or the node itself). NULL when there is none. */
+static char *field_selector(const kube_sd *sd, kube_sd_role sel, const char *node_key,
+                            const char *node)
 {
     dr_buf b = {0};
-    if (sd->field_selector && sd->field_selector[0])
-        dr_buf_puts(&b, sd->field_selector);
-    if (node) {
+    if (sd->field_selector[sel] && sd->field_selector[sel][0])
+        dr_buf_puts(&b, sd->field_selector[sel]);
+    if (node && node_key) {
         if (b.len)
             dr_buf_putc(&b, ',');
-        dr_buf_printf(&b, "%s=%s", sd->role == KUBE_SD_NODE ? "metadata.name" : "spec.nodeName",
-                      node);
+        dr_buf_printf(&b, "%s=%s", node_key, node);
     }
     if (!b.len || dr_buf_putc(&b, '\0') < 0) {
         dr_buf_free(&b);
         return NULL;
     }
     return b.p;
+}
+
+static const char *label_selector(const kube_sd *sd, kube_sd_role sel)
+{
+    return sd->label_selector[sel] && sd->label_selector[sel][0] ? sd->label_selector[sel] : NULL;
+}
+
+/* The watches of the roles whose groups are one object each. */
+static int watch_objects(kube_sd *sd, const char *node)
+{
+    static const char *const prefix[] = {"/api/v1", "/api/v1", "/api/v1",
+                                         NULL,      NULL,      "/apis/networking.k8s.io/v1"};
+    static const char *const plural[] = {"pods", "nodes", "services", NULL, NULL, "ingresses"};
+    const char *node_key = sd->role == KUBE_SD_POD    ? "spec.nodeName"
+                           : sd->role == KUBE_SD_NODE ? "metadata.name"
+                                                      : NULL;
+    char *fields = field_selector(sd, sd->role, node_key, node);
+    const char *labels = label_selector(sd, sd->role);
+    int rc = 0;
+    /* nodes belong to no namespace */
+    size_t nwatch = sd->namespaces.n && sd->role != KUBE_SD_NODE ? sd->namespaces.n : 1;
+    for (size_t i = 0; i < nwatch && rc == 0; i++) {
+        char path[400];
+        if (sd->namespaces.n && sd->role != KUBE_SD_NODE)
+            snprintf(path, sizeof path, "%s/namespaces/%s/%s", prefix[sd->role],
+                     sd->namespaces.v[i], plural[sd->role]);
+        else
+            snprintf(path, sizeof path, "%s/%s", prefix[sd->role], plural[sd->role]);
+        if (!dr_kube_watch(sd->kube, path, fields, labels, &object_handler, sd))
+            rc = DR_ENOMEM;
+    }
+    free(fields);
+    return rc;
+}
+
+/* The three watches of the endpoints roles: the role's objects, the pods
+ * (of the agent's node, node-local) and the services. */
+static int watch_links(kube_sd *sd, const char *node)
+{
+    int rc = ksd_links_new(sd, node);
+    if (rc != 0)
+        return rc;
+    char *main_fields = field_selector(sd, sd->role, NULL, NULL);
+    char *pod_fields = field_selector(sd, KUBE_SD_POD, "spec.nodeName", node);
+    char *svc_fields = field_selector(sd, KUBE_SD_SERVICE, NULL, NULL);
+    rc = ksd_links_watch(sd, main_fields, label_selector(sd, sd->role), pod_fields,
+                         label_selector(sd, KUBE_SD_POD), svc_fields,
+                         label_selector(sd, KUBE_SD_SERVICE));
+    free(main_fields);
+    free(pod_fields);
+    free(svc_fields);
+    return rc;
 }
 
 int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
@@ -985,8 +1154,10 @@ int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
         sd->namespaces.v[sd->namespaces.n++] = own;
     }
     const char *node = dr_agent_node_name(inst->agent);
-    if (!sd->node_local || !node || !node[0] || sd->role == KUBE_SD_SERVICE)
-        node = NULL; /* services run on no node in particular */
+    /* services and ingresses run on no node in particular */
+    if (!sd->node_local || !node || !node[0] || sd->role == KUBE_SD_SERVICE ||
+        sd->role == KUBE_SD_INGRESS)
+        node = NULL;
     sd->events = dr_counter_new(inst, "drover_sd_kubernetes_events_total",
                                 "Watch events (added, modified, deleted) kubernetes_sd_configs "
                                 "received, by role.",
@@ -997,26 +1168,11 @@ int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
     sd->kube = dr_kube_new(inst, &sd->api, err);
     if (!sd->kube)
         return DR_EINVAL;
-    char *fields = field_selector(sd, node);
-    const char *labels = sd->label_selector && sd->label_selector[0] ? sd->label_selector : NULL;
-    int rc = 0;
-    /* nodes belong to no namespace */
-    size_t nwatch = sd->namespaces.n && sd->role != KUBE_SD_NODE ? sd->namespaces.n : 1;
-    const char *plural = sd->role == KUBE_SD_SERVICE ? "services" : "pods";
-    for (size_t i = 0; i < nwatch && rc == 0; i++) {
-        char path[400];
-        if (sd->role == KUBE_SD_NODE)
-            snprintf(path, sizeof path, "/api/v1/nodes");
-        else if (sd->namespaces.n)
-            snprintf(path, sizeof path, "/api/v1/namespaces/%s/%s", sd->namespaces.v[i], plural);
-        else
-            snprintf(path, sizeof path, "/api/v1/%s", plural);
-        if (!dr_kube_watch(sd->kube, path, fields, labels, &object_handler, sd))
-            rc = DR_ENOMEM;
-    }
+    int rc = sd->role == KUBE_SD_ENDPOINTS || sd->role == KUBE_SD_ENDPOINTSLICE
+                 ? watch_links(sd, node)
+                 : watch_objects(sd, node);
     dr_log(inst, DR_LOG_INFO, "kubernetes discovery", "job=%s role=%s api=%s node=%s", job->name,
            role_names[sd->role], dr_kube_url(sd->kube), node ? node : "(all)");
-    free(fields);
     return rc;
 }
 
@@ -1039,6 +1195,7 @@ void kube_sd_stop(kube_sd *sd)
 void kube_sd_free(kube_sd *sd)
 {
     kube_sd_stop(sd);
+    ksd_links_free(sd);
     for (uint32_t i = 0; i < sd->nbuckets; i++)
         for (kube_sd_entry *e = sd->buckets[i], *next; e; e = next) {
             next = e->next;
@@ -1049,8 +1206,10 @@ void kube_sd_free(kube_sd *sd)
     for (size_t i = 0; i < sd->namespaces.n; i++)
         free(sd->namespaces.v[i]);
     free(sd->namespaces.v);
-    free(sd->label_selector);
-    free(sd->field_selector);
+    for (int r = 0; r < KUBE_SD_NROLES; r++) {
+        free(sd->label_selector[r]);
+        free(sd->field_selector[r]);
+    }
     free(sd->api.url);
     free(sd->api.kubeconfig);
     free(sd->api.token_file);

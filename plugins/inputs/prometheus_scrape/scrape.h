@@ -65,8 +65,7 @@ typedef struct file_sd {
     char *last_error;
 } file_sd;
 
-/* A kubernetes_sd_configs entry. Roles in Prometheus' order; drover
- * discovers the pod, node and service roles. */
+/* A kubernetes_sd_configs entry. Roles in Prometheus' order. */
 typedef enum {
     KUBE_SD_POD,
     KUBE_SD_NODE,
@@ -75,8 +74,10 @@ typedef enum {
     KUBE_SD_ENDPOINTSLICE,
     KUBE_SD_INGRESS,
 } kube_sd_role;
+#define KUBE_SD_NROLES (KUBE_SD_INGRESS + 1)
 
 typedef struct kube_sd_entry kube_sd_entry;
+typedef struct ksd_links ksd_links;
 
 typedef struct kube_sd {
     scrape_job *job;
@@ -84,9 +85,11 @@ typedef struct kube_sd {
     dr_kube_conf api; /* api_server, kubeconfig_file, token, TLS */
     dr_strlist namespaces;
     bool own_namespace;
-    char *label_selector, *field_selector; /* of the role's own selector */
-    bool node_local;                       /* only this node's pods (default) */
+    /* the selectors, by the role of the objects they select */
+    char *label_selector[KUBE_SD_NROLES], *field_selector[KUBE_SD_NROLES];
+    bool node_local; /* only this node's pods (default) */
     dr_kube *kube;
+    ksd_links *links;        /* endpoints, endpointslice: the objects a group joins */
     kube_sd_entry **buckets; /* the groups by source */
     uint32_t nbuckets;
     size_t ngroups;
@@ -246,5 +249,7 @@ int kube_sd_pod_group(const dr_jv *pod, target_group *g);
 int kube_sd_node_group(const dr_jv *node, target_group *g);
 /* The target group of one service object (the service role). */
 int kube_sd_service_group(const dr_jv *svc, target_group *g);
+/* The target group of one ingress object (the ingress role). */
+int kube_sd_ingress_group(const dr_jv *ing, target_group *g);
 
 #endif

@@ -1,0 +1,56 @@
+/*
+ * What kube_sd.c (the discovery, its config and the pod, node, service and
+ * ingress roles) shares with kube_sd_endpoints.c (the endpoints and
+ * endpointslice roles, whose groups join three kinds of objects).
+ */
+#ifndef DR_KUBE_SD_INT_H
+#define DR_KUBE_SD_INT_H
+
+#include "scrape.h"
+
+/* Objects one discovery keeps at most, per kind (a cluster-wide watch of a
+ * big cluster must not grow without bound). */
+#define KUBE_SD_MAX_GROUPS 100000u
+
+/* FNV-1a of a source or object key. */
+uint64_t ksd_hash(const char *s);
+
+/* The group table of a discovery (by g->source): put takes g's memory
+ * (DR_EAGAIN over KUBE_SD_MAX_GROUPS); a group with no targets should be
+ * removed instead. Both mark the discovery dirty when something changed. */
+int ksd_put_group(kube_sd *sd, target_group *g);
+void ksd_remove_group(kube_sd *sd, const char *source);
+
+/* Label helpers, as Prometheus' Kubernetes discovery names and fills
+ * labels: an empty value is no label. */
+void ksd_sanitized_name(dr_buf *b, const char *prefix, const char *key);
+int ksd_add_label(dr_labels *ls, const char *name, size_t name_len, const char *value);
+int ksd_add_labels(dr_labels *ls, const char *name, const char *value);
+/* __meta_kubernetes_<role>_{label,labelpresent}_* or _{annotation,annotationpresent}_* */
+int ksd_add_object_map(dr_labels *ls, const dr_jv *map, const char *role, const char *kind,
+                       dr_buf *tmp);
+/* The labels every target of a pod has (Prometheus' podLabels, and the
+ * namespace). */
+int ksd_pod_labels(const dr_jv *pod, dr_labels *ls, dr_buf *tmp);
+/* Appends a target with its own labels (taken; *own is left empty). */
+int ksd_add_target(target_group *g, size_t *cap, const char *addr, dr_labels *own);
+
+/* ---- kube_sd_endpoints.c ---- */
+
+/* The kinds of object the endpoints roles watch. */
+typedef enum { KSD_OBJ_MAIN, KSD_OBJ_POD, KSD_OBJ_SERVICE } ksd_kind;
+
+/* Sets up the joins of an endpoints or endpointslice discovery; node (may
+ * be NULL) keeps only the endpoints on that node. */
+int ksd_links_new(kube_sd *sd, const char *node);
+/* Opens the three watches of each namespace (endpoints or endpointslices,
+ * pods, services). */
+int ksd_links_watch(kube_sd *sd, const char *main_fields, const char *main_labels,
+                    const char *pod_fields, const char *pod_labels, const char *svc_fields,
+                    const char *svc_labels);
+/* An object of a kind appeared, changed or went away: the groups that
+ * join it follow. */
+void ksd_links_event(kube_sd *sd, ksd_kind kind, dr_kube_event ev, const dr_jv *obj);
+void ksd_links_free(kube_sd *sd);
+
+#endif
