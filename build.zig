@@ -55,6 +55,7 @@ const plugin_sources = [_][]const u8{
     "plugins/inputs/prometheus_scrape/file_sd.c",
     "plugins/inputs/prometheus_scrape/kube_sd.c",
     "plugins/inputs/prometheus_scrape/kube_sd_endpoints.c",
+    "plugins/inputs/prometheus_scrape/kube_sd_meta.c",
     "plugins/outputs/file/file.c",
     "plugins/outputs/null/null.c",
     "plugins/outputs/stdout/stdout.c",

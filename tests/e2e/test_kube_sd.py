@@ -408,7 +408,7 @@ def test_service_targets_match_prometheus(start_drover, kube, tmp_path):
 
 
 ENDPOINTS_READER_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "services", "endpoints"],
+    {"apiGroups": [""], "resources": ["pods", "services", "endpoints", "nodes", "namespaces"],
      "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
      "verbs": ["get", "list", "watch"]}]
@@ -492,10 +492,15 @@ def label_sets(records) -> set:
     return {tuple(sorted(r.items())) for r in records}
 
 
-def check_endpoints_role(start_drover, kube, payloads, tmp_path, role: str) -> dict:
+def check_endpoints_role(start_drover, kube, payloads, tmp_path, role: str,
+                         attach: str = "") -> dict:
+    """The targets of an endpoints role (with attach_metadata `attach`)
+    match Prometheus 3's, by address."""
     payloads.set("/metrics", Answer(b"app_up 1\n"))
     port = payloads.port
-    kube.create_namespace("apps")
+    kube.create_namespace("apps", labels={"team": "shop", "env": "prod"})
+    create_node(kube, NODE, port, {"kubernetes.io/hostname": NODE, "pool": "general"})
+    create_node(kube, "node-b", port, {"kubernetes.io/hostname": "node-b"})
     token = kube.service_account_token("kube-system", "ep-reader", ENDPOINTS_READER_RULES,
                                        cluster=True)
     token_file = str(tmp_path / "ep-reader")
@@ -509,7 +514,7 @@ def check_endpoints_role(start_drover, kube, payloads, tmp_path, role: str) -> d
     set_running(kube, "apps", "web-2", ip="10.0.0.2")
     endpoints_objects(kube, port)
 
-    selector = "      selectors: [{role: pod, field: \"spec.nodeName=%s\"}]\n" % NODE
+    selector = "      selectors: [{role: pod, field: \"spec.nodeName=%s\"}]\n" % NODE + attach
     at = "%s:%d" % (HOST, port)
     prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-" + role)
     with open(prom.config, "w") as f:
@@ -519,7 +524,7 @@ def check_endpoints_role(start_drover, kube, payloads, tmp_path, role: str) -> d
     try:
         out_path = str(tmp_path / "out.ndjson")
         jobs = (endpoints_job("same", role, kube, token_file, selector, at) +
-                endpoints_job("local", role, kube, token_file, "", at))
+                endpoints_job("local", role, kube, token_file, attach, at))
         d = start_drover(drover_config(tmp_path, jobs, out_path))
         d.wait_ready()
         out = OutputFile(out_path)
@@ -554,8 +559,10 @@ def check_endpoints_role(start_drover, kube, payloads, tmp_path, role: str) -> d
 
 def test_endpointslice_targets_match_prometheus(start_drover, kube, payloads, tmp_path):
     """Role endpointslice: the same targets and labels as Prometheus 3 (the
-    slice's, its service's, the pod's and the matching container's), node-local."""
-    by_addr = check_endpoints_role(start_drover, kube, payloads, tmp_path, "endpointslice")
+    slice's, its service's, the pod's and the matching container's, the node's
+    and namespace's attached), node-local."""
+    by_addr = check_endpoints_role(start_drover, kube, payloads, tmp_path, "endpointslice",
+                                   "      attach_metadata: {node: true, namespace: true}\n")
     port = payloads.port
     t = by_addr["10.0.0.1:%d" % port]
     ep = [x for x in t if "k8s_endpointslice_port" in x][0]
@@ -563,6 +570,9 @@ def test_endpointslice_targets_match_prometheus(start_drover, kube, payloads, tm
     assert ep["k8s_endpointslice_port_app_protocol"] == "http"
     assert ep["k8s_service_label_app"] == "web"
     assert ep["k8s_pod_name"] == "web-1" and ep["k8s_pod_container_name"] == "app"
+    # attach_metadata: the endpoint's node and the namespace
+    assert ep["k8s_node_label_pool"] == "general" and ep["k8s_node_name"] == NODE
+    assert ep["k8s_namespace_label_team"] == "shop"
     # the pod's UDP port no endpoint covers is a target of its own
     assert "10.0.0.1:53" in by_addr, sorted(by_addr)
     static = by_addr["10.0.0.3:%d" % port][0]
@@ -655,6 +665,69 @@ def test_ingress_targets_match_prometheus(start_drover, kube, payloads, tmp_path
         assert got["shop.example.com/api"]["k8s_ingress_scheme"] == "https"
         assert got["a.b.example.com/x"]["k8s_ingress_scheme"] == "http"
         assert got["shop.example.com/"]["k8s_ingress_class_name"] == "nginx"
+        assert d.stop() == 0
+    finally:
+        prom.stop()
+
+
+def test_pod_attach_metadata_matches_prometheus(start_drover, kube, payloads, tmp_path):
+    """attach_metadata node and namespace on the pod role: the node's and the
+    namespace's labels on every target, as Prometheus 3 attaches them, and
+    a node whose labels change relabels its targets."""
+    payloads.set("/metrics", Answer(b"app_up 1\n"))
+    kube.create_namespace("apps", labels={"team": "shop"})
+    token = kube.service_account_token("kube-system", "meta-reader", ENDPOINTS_READER_RULES,
+                                       cluster=True)
+    token_file = str(tmp_path / "meta-reader")
+    with open(token_file, "w") as f:
+        f.write(token + "\n")
+    create_node(kube, NODE, payloads.port, {"kubernetes.io/hostname": NODE, "pool": "general"})
+    create_pod(kube, "apps", "web-1", NODE, payloads.port, labels={"app": "web"})
+    set_running(kube, "apps", "web-1")
+    extra = ("      selectors: [{role: pod, field: \"spec.nodeName=%s\"}]\n"
+             "      attach_metadata: {node: true, namespace: true}\n" % NODE)
+    prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-attach")
+    with open(prom.config, "w") as f:
+        f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
+                indent(sd_job("same", kube, token_file, extra), 2))
+    prom.start()
+    try:
+        out_path = str(tmp_path / "out.ndjson")
+        d = start_drover(drover_config(tmp_path, sd_job("same", kube, token_file, extra),
+                                       out_path))
+        d.wait_ready()
+        out = OutputFile(out_path)
+
+        def prom_targets():
+            got = {}
+            for r in prom.query('up{job="same"}'):
+                m = dict(r["metric"])
+                m.pop("__name__", None)
+                got[target_key(m)] = m
+            return got if len(got) >= 4 else None
+        want = wait_until(prom_targets, 30, what="Prometheus to scrape the pod's targets")
+        wait_until(lambda: len(up_targets(out, "same")) == len(want), 30,
+                   what="drover's %d targets" % len(want))
+        got = up_targets(out, "same")
+        for k in want:
+            assert got.get(k) == want[k], "%s: drover %s\nPrometheus %s" % (
+                k, json.dumps(got.get(k), sort_keys=True, indent=1),
+                json.dumps(want[k], sort_keys=True, indent=1))
+        t = want[("web-1", "app", "metrics")]
+        assert t["k8s_node_label_pool"] == "general"
+        assert t["k8s_namespace_label_team"] == "shop"
+
+        # the node's labels change: the targets' follow
+        st, text = kube.request("PATCH", "/api/v1/nodes/%s" % NODE,
+                                {"metadata": {"labels": {"pool": "gpu"}}},
+                                content_type="application/merge-patch+json")
+        assert st == 200, (st, text[:300])
+
+        def relabelled():
+            out.read()
+            return any(r["name"] == "up" and r["labels"].get("k8s_node_label_pool") == "gpu"
+                       for r in out.records)
+        wait_until(relabelled, 30, what="the targets with the node's new label")
         assert d.stop() == 0
     finally:
         prom.stop()

@@ -205,9 +205,9 @@ void test_kube_sd_config_rules(void)
               "");
     CHECK_STR(sd_error("role: ingress\nselectors: [{role: ingress, label: app=x}]\n"), "");
     check_error("role: endpoints\nselectors: [{role: endpointslice}]\n",
-                "endpoints role supports only endpoints, pod, service, node selectors");
+                "endpoints role supports only pod, service, endpoints selectors");
     check_error("role: endpointslice\nselectors: [{role: node, label: a=b}]\n",
-                "attach_metadata.node");
+                "endpointslice role supports only pod, service, endpointslice selectors");
     CHECK_STR(sd_error("role: service\nselectors: [{role: service, label: app=x}]\n"), "");
     check_error("role: service\nselectors: [{role: pod}]\n",
                 "service role supports only service selectors");
@@ -223,11 +223,15 @@ void test_kube_sd_config_rules(void)
                 "duplicated selector role: pod");
     check_error("role: pod\nselectors: [{role: service}]\n",
                 "pod role supports only pod, node selectors");
-    check_error("role: pod\nselectors: [{role: node, label: a=b}]\n", "attach_metadata.node");
+    CHECK_STR(sd_error("role: pod\nselectors: [{role: node, label: a=b}]\n"
+                       "attach_metadata: {node: true, namespace: true}\n"),
+              "");
     CHECK_STR(sd_error("role: node\nselectors: [{role: node, label: \"pool=gpu\"}]\n"), "");
     check_error("role: node\nselectors: [{role: pod}]\n", "node role supports only node selectors");
-    check_error("role: pod\nattach_metadata: {node: true}\n",
-                "drover does not support attached metadata yet");
+    check_error("role: pod\nattach_metadata: {deployment: true}\n",
+                "attach_metadata.deployment: drover attaches node and namespace metadata only");
+    check_error("role: pod\nattach_metadata: {node: maybe}\n",
+                "attach_metadata.node: expected true or false");
     check_error("role: pod\nbasic_auth: {username: a}\n", "sd.basic_auth: unknown key");
     check_error("role: pod\nnamespaces: {names: [a/b]}\n", "expected a namespace");
     check_error("role: pod\napi_server: https://x\ntls_config: {cert_file: /c}\n",

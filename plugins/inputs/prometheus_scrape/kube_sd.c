@@ -40,12 +40,11 @@
 
 #include "kube_sd_int.h"
 
-/* A pod's target group, found by its source ("pod/<namespace>/<name>"). */
-struct kube_sd_entry {
-    kube_sd_entry *next; /* in its bucket */
-    uint64_t hash;
-    target_group g; /* g.source is the key */
-};
+/* An object's target group, found by its source ("pod/<namespace>/<name>"). */
+typedef struct kube_sd_entry {
+    ksd_item it; /* it.key is g.source */
+    target_group g;
+} kube_sd_entry;
 
 /* In kube_sd_role's order; NULL-terminated for the option table. */
 static const char *const role_names[] = {"pod",           "node",    "service", "endpoints",
@@ -63,10 +62,10 @@ static bool selector_role_allowed(kube_sd_role role, const char *sel)
         return strcmp(sel, "service") == 0;
     case KUBE_SD_ENDPOINTS:
         return strcmp(sel, "endpoints") == 0 || strcmp(sel, "pod") == 0 ||
-               strcmp(sel, "service") == 0 || strcmp(sel, "node") == 0;
+               strcmp(sel, "service") == 0;
     case KUBE_SD_ENDPOINTSLICE:
         return strcmp(sel, "endpointslice") == 0 || strcmp(sel, "pod") == 0 ||
-               strcmp(sel, "service") == 0 || strcmp(sel, "node") == 0;
+               strcmp(sel, "service") == 0;
     case KUBE_SD_INGRESS:
         return strcmp(sel, "ingress") == 0;
     }
@@ -74,12 +73,9 @@ static bool selector_role_allowed(kube_sd_role role, const char *sel)
 }
 
 /* What selectors_allowed lists in its error, per role. */
-static const char *const selector_roles_text[] = {"pod, node",
-                                                  "node",
-                                                  "service",
-                                                  "endpoints, pod, service, node",
-                                                  "endpointslice, pod, service, node",
-                                                  "ingress"};
+static const char *const selector_roles_text[] = {
+    "pod, node", "node", "service", "pod, service, endpoints", "pod, service, endpointslice",
+    "ingress"};
 
 static int role_of(const char *s, kube_sd_role *out)
 {
@@ -180,8 +176,14 @@ const dr_option kube_sd_options[] = {
      {NULL},
      0,
      0,
-     "{node, namespace, deployment, job, cronjob}: all false; metadata attached from other "
-     "objects is not supported yet, and true is refused."},
+     "{node, namespace, deployment, job, cronjob}, all false by default. node (roles pod, "
+     "endpoints, endpointslice): the labels of the target's node, "
+     "__meta_kubernetes_node_{name, label_<name>, labelpresent_<name>, annotation_<name>, "
+     "annotationpresent_<name>} (node-local: a watch of the agent's node alone; else of every "
+     "node, the pod role's node selector applying). namespace (every role but node): "
+     "__meta_kubernetes_namespace_{label, labelpresent, annotation, annotationpresent}_<name> "
+     "of the target's namespace (a watch of every namespace). deployment, job and cronjob are "
+     "refused for now."},
     KOPT("bearer_token_file", DR_OPT_STRING, bearer_token_file, NULL,
          "A file with the bearer token (with api_server), re-read when it changes."),
     KOPT("authorization.type", DR_OPT_STRING, auth_type, "Bearer", "Bearer only."),
@@ -239,16 +241,6 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
             nerr++;
             continue;
         }
-        if (role == KUBE_SD_NODE && sd->role != KUBE_SD_NODE) {
-            /* a node selector of another role chooses the nodes whose
-             * metadata attach_metadata.node adds */
-            dr_cfg_error(errs, r, path,
-                         "selectors[%zu]: node selectors go with attach_metadata.node, which "
-                         "drover does not support yet",
-                         i);
-            nerr++;
-            continue;
-        }
         for (size_t j = 0; j < m->n; j++) {
             const char *k = m->pairs[j].key->str;
             const dr_cfg_node *v = m->pairs[j].val;
@@ -274,7 +266,10 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
     return nerr;
 }
 
-static int check_attach_metadata(const dr_cfg_node *map, const char *path, dr_cfg_errors *errs)
+/* attach_metadata: node and namespace are attached; the owners' (deployment,
+ * job, cronjob) need watches of ReplicaSets and Jobs drover does not open. */
+static int parse_attach_metadata(kube_sd *sd, const dr_cfg_node *map, const char *path,
+                                 dr_cfg_errors *errs)
 {
     if (!map || map->type == DR_CFG_NULL)
         return 0;
@@ -287,8 +282,9 @@ static int check_attach_metadata(const dr_cfg_node *map, const char *path, dr_cf
         const char *k = map->pairs[i].key->str;
         const dr_cfg_node *v = map->pairs[i].val;
         bool on = false;
-        if (strcmp(k, "node") != 0 && strcmp(k, "namespace") != 0 && strcmp(k, "deployment") != 0 &&
-            strcmp(k, "job") != 0 && strcmp(k, "cronjob") != 0) {
+        bool owner =
+            strcmp(k, "deployment") == 0 || strcmp(k, "job") == 0 || strcmp(k, "cronjob") == 0;
+        if (strcmp(k, "node") != 0 && strcmp(k, "namespace") != 0 && !owner) {
             dr_cfg_error(errs, map->pairs[i].key, path,
                          "attach_metadata: unknown key \"%s\" (node, namespace, deployment, job, "
                          "cronjob)",
@@ -297,10 +293,16 @@ static int check_attach_metadata(const dr_cfg_node *map, const char *path, dr_cf
         } else if (v->type != DR_CFG_SCALAR || dr_parse_bool(v->str, &on) != 0) {
             dr_cfg_error(errs, v, path, "attach_metadata.%s: expected true or false", k);
             nerr++;
-        } else if (on) {
+        } else if (on && owner) {
             dr_cfg_error(errs, v, path,
-                         "attach_metadata.%s: drover does not support attached metadata yet", k);
+                         "attach_metadata.%s: drover attaches node and namespace metadata only, "
+                         "so far",
+                         k);
             nerr++;
+        } else if (strcmp(k, "node") == 0) {
+            sd->attach_node = on;
+        } else if (strcmp(k, "namespace") == 0) {
+            sd->attach_namespace = on;
         }
     }
     return nerr;
@@ -381,7 +383,7 @@ int kube_sd_parse(const dr_cfg_node *map, const char *path, kube_sd *sd, dr_cfg_
         sd->namespaces.v[sd->namespaces.n++] = take_str(&c.names.v[i]);
     }
     nerr += parse_selectors(sd, c.selectors, path, errs);
-    nerr += check_attach_metadata(c.attach_metadata, path, errs);
+    nerr += parse_attach_metadata(sd, c.attach_metadata, path, errs);
     if (nerr == 0)
         nerr += check_access(sd, map, path, custom_http, errs);
     dr_cfg_free_conf(kube_sd_options, &c);
@@ -400,47 +402,90 @@ uint64_t ksd_hash(const char *s)
     return h;
 }
 
-static kube_sd_entry **find_slot(kube_sd *sd, const char *source, uint64_t h)
+static ksd_item **table_slot(ksd_table *t, const char *key, uint64_t h)
 {
-    kube_sd_entry **pp = &sd->buckets[h & (sd->nbuckets - 1)];
-    while (*pp && ((*pp)->hash != h || strcmp((*pp)->g.source, source) != 0))
+    ksd_item **pp = &t->b[h & (t->nb - 1)];
+    while (*pp && ((*pp)->hash != h || strcmp((*pp)->key, key) != 0))
         pp = &(*pp)->next;
     return pp;
 }
 
-/* Doubles the buckets once there are more groups than buckets. */
-static int make_room(kube_sd *sd)
+ksd_item *ksd_table_get(const ksd_table *t, const char *key)
 {
-    if (sd->buckets && sd->ngroups < sd->nbuckets)
+    return t->nb ? *table_slot((ksd_table *)t, key, ksd_hash(key)) : NULL;
+}
+
+ksd_item *ksd_table_take(ksd_table *t, const char *key)
+{
+    if (!t->nb)
+        return NULL;
+    ksd_item **pp = table_slot(t, key, ksd_hash(key));
+    ksd_item *it = *pp;
+    if (it) {
+        *pp = it->next;
+        t->n--;
+    }
+    return it;
+}
+
+/* Doubles the buckets once there are as many entries as buckets. */
+static int table_make_room(ksd_table *t)
+{
+    if (t->nb && t->n < t->nb)
         return 0;
-    uint32_t n = sd->nbuckets ? sd->nbuckets * 2 : 64;
-    kube_sd_entry **b = calloc(n, sizeof *b);
+    uint32_t n = t->nb ? t->nb * 2 : 64;
+    ksd_item **b = calloc(n, sizeof *b);
     if (!b)
         return DR_ENOMEM;
-    for (uint32_t i = 0; i < sd->nbuckets; i++)
-        for (kube_sd_entry *e = sd->buckets[i], *next; e; e = next) {
+    for (uint32_t i = 0; i < t->nb; i++)
+        for (ksd_item *e = t->b[i], *next; e; e = next) {
             next = e->next;
             e->next = b[e->hash & (n - 1)];
             b[e->hash & (n - 1)] = e;
         }
-    free(sd->buckets);
-    sd->buckets = b;
-    sd->nbuckets = n;
+    free(t->b);
+    t->b = b;
+    t->nb = n;
     return 0;
+}
+
+int ksd_table_put(ksd_table *t, ksd_item *it)
+{
+    if (t->n >= KUBE_SD_MAX_GROUPS)
+        return DR_EAGAIN; /* over the bound: not discovered */
+    if (table_make_room(t) != 0)
+        return DR_ENOMEM;
+    it->hash = ksd_hash(it->key);
+    it->next = NULL;
+    *table_slot(t, it->key, it->hash) = it;
+    t->n++;
+    return 0;
+}
+
+void ksd_table_clear(ksd_table *t, void (*free_item)(ksd_item *it))
+{
+    for (uint32_t i = 0; i < t->nb; i++)
+        for (ksd_item *e = t->b[i], *next; e; e = next) {
+            next = e->next;
+            free_item(e);
+        }
+    free(t->b);
+    memset(t, 0, sizeof *t);
+}
+
+static void entry_free(ksd_item *it)
+{
+    kube_sd_entry *e = (kube_sd_entry *)it;
+    group_clear(&e->g);
+    free(e);
 }
 
 void ksd_remove_group(kube_sd *sd, const char *source)
 {
-    if (!sd->buckets)
+    ksd_item *it = ksd_table_take(&sd->groups, source);
+    if (!it)
         return;
-    kube_sd_entry **pp = find_slot(sd, source, ksd_hash(source));
-    kube_sd_entry *e = *pp;
-    if (!e)
-        return;
-    *pp = e->next;
-    group_clear(&e->g);
-    free(e);
-    sd->ngroups--;
+    entry_free(it);
     dr_gauge_add(sd->objects, -1);
     sd->dirty = true;
 }
@@ -462,27 +507,25 @@ static bool same_group(const target_group *a, const target_group *b)
  * before; the targets are synced again only when it differs. */
 int ksd_put_group(kube_sd *sd, target_group *g)
 {
-    uint64_t h = ksd_hash(g->source);
-    if (make_room(sd) != 0)
-        return DR_ENOMEM;
-    kube_sd_entry **pp = find_slot(sd, g->source, h);
-    if (*pp && same_group(&(*pp)->g, g)) {
+    kube_sd_entry *e = (kube_sd_entry *)ksd_table_get(&sd->groups, g->source);
+    if (e && same_group(&e->g, g)) {
         group_clear(g);
         return 0;
     }
-    if (*pp) {
-        group_clear(&(*pp)->g);
-        (*pp)->g = *g;
-    } else {
-        if (sd->ngroups >= KUBE_SD_MAX_GROUPS)
-            return DR_EAGAIN; /* over the bound: not discovered */
-        kube_sd_entry *e = calloc(1, sizeof *e);
-        if (!e)
-            return DR_ENOMEM;
-        e->hash = h;
+    if (e) {
+        group_clear(&e->g);
         e->g = *g;
-        *pp = e;
-        sd->ngroups++;
+        e->it.key = e->g.source; /* same bytes, new copy: the hash holds */
+    } else {
+        if (!(e = calloc(1, sizeof *e)))
+            return DR_ENOMEM;
+        e->g = *g;
+        e->it.key = e->g.source;
+        int rc = ksd_table_put(&sd->groups, &e->it);
+        if (rc != 0) {
+            free(e);
+            return rc;
+        }
         dr_gauge_add(sd->objects, 1);
     }
     memset(g, 0, sizeof *g);
@@ -492,9 +535,17 @@ int ksd_put_group(kube_sd *sd, target_group *g)
 
 void kube_sd_visit(const kube_sd *sd, void (*fn)(void *ctx, const target_group *g), void *ctx)
 {
-    for (uint32_t i = 0; i < sd->nbuckets; i++)
-        for (const kube_sd_entry *e = sd->buckets[i]; e; e = e->next)
-            fn(ctx, &e->g);
+    for (uint32_t i = 0; i < sd->groups.nb; i++)
+        for (const ksd_item *it = sd->groups.b[i]; it; it = it->next) {
+            const target_group *g = &((const kube_sd_entry *)it)->g;
+            target_group with;
+            if (sd->meta && ksd_meta_attach(sd, g, &with) == 0) {
+                fn(ctx, &with);
+                group_clear(&with);
+            } else {
+                fn(ctx, g); /* without the attached labels when out of memory */
+            }
+        }
 }
 
 /* ---- an object's group ---------------------------------------------------------------- */
@@ -1038,16 +1089,33 @@ static void on_object(void *ctx, dr_kube_event ev, const dr_jv *obj)
     }
 }
 
-static void on_synced(void *ctx)
+void ksd_synced(void *ctx)
 {
     kube_sd *sd = ctx;
+    for (size_t i = 0; i < sd->ninfs; i++)
+        if (!dr_kube_informer_synced(sd->infs[i]))
+            return;
     sd->synced = true;
-    /* the first complete list, or one after a relist: apply it at once */
+    /* the first complete lists, or one after a relist: apply at once */
     sd->dirty = false;
     job_sync_targets(sd->job);
 }
 
-static const dr_kube_handler object_handler = {on_object, on_synced};
+int ksd_watch(kube_sd *sd, const char *path, const char *fields, const char *labels,
+              const dr_kube_handler *h)
+{
+    dr_kube_informer **v = realloc(sd->infs, (sd->ninfs + 1) * sizeof *v);
+    if (!v)
+        return DR_ENOMEM;
+    sd->infs = v;
+    dr_kube_informer *inf = dr_kube_watch(sd->kube, path, fields, labels, h, sd);
+    if (!inf)
+        return DR_ENOMEM;
+    sd->infs[sd->ninfs++] = inf;
+    return 0;
+}
+
+static const dr_kube_handler object_handler = {on_object, ksd_synced};
 
 static char *read_own_namespace(dr_error *err)
 {
@@ -1113,8 +1181,7 @@ static int watch_objects(kube_sd *sd, const char *node)
                      sd->namespaces.v[i], plural[sd->role]);
         else
             snprintf(path, sizeof path, "%s/%s", prefix[sd->role], plural[sd->role]);
-        if (!dr_kube_watch(sd->kube, path, fields, labels, &object_handler, sd))
-            rc = DR_ENOMEM;
+        rc = ksd_watch(sd, path, fields, labels, &object_handler);
     }
     free(fields);
     return rc;
@@ -1171,6 +1238,8 @@ int kube_sd_start(scrape_job *job, kube_sd *sd, dr_error *err)
     int rc = sd->role == KUBE_SD_ENDPOINTS || sd->role == KUBE_SD_ENDPOINTSLICE
                  ? watch_links(sd, node)
                  : watch_objects(sd, node);
+    if (rc == 0)
+        rc = ksd_meta_watch(sd, node);
     dr_log(inst, DR_LOG_INFO, "kubernetes discovery", "job=%s role=%s api=%s node=%s", job->name,
            role_names[sd->role], dr_kube_url(sd->kube), node ? node : "(all)");
     return rc;
@@ -1196,13 +1265,9 @@ void kube_sd_free(kube_sd *sd)
 {
     kube_sd_stop(sd);
     ksd_links_free(sd);
-    for (uint32_t i = 0; i < sd->nbuckets; i++)
-        for (kube_sd_entry *e = sd->buckets[i], *next; e; e = next) {
-            next = e->next;
-            group_clear(&e->g);
-            free(e);
-        }
-    free(sd->buckets);
+    ksd_table_clear(&sd->groups, entry_free);
+    ksd_meta_free(sd);
+    free(sd->infs);
     for (size_t i = 0; i < sd->namespaces.n; i++)
         free(sd->namespaces.v[i]);
     free(sd->namespaces.v);

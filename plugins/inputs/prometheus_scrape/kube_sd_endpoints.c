@@ -26,76 +26,6 @@
 
 #include "kube_sd_int.h"
 
-/* ---- a table of objects by "namespace/name" --------------------------------------------- */
-
-typedef struct ksd_item ksd_item;
-struct ksd_item {
-    ksd_item *next; /* in its bucket */
-    uint64_t hash;
-    char *key; /* "namespace/name" */
-};
-
-typedef struct ksd_table {
-    ksd_item **b;
-    uint32_t nb;
-    size_t n;
-} ksd_table;
-
-static ksd_item **table_slot(ksd_table *t, const char *key, uint64_t h)
-{
-    ksd_item **pp = &t->b[h & (t->nb - 1)];
-    while (*pp && ((*pp)->hash != h || strcmp((*pp)->key, key) != 0))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static ksd_item *table_get(ksd_table *t, const char *key)
-{
-    return t->nb ? *table_slot(t, key, ksd_hash(key)) : NULL;
-}
-
-/* Unlinks and returns the item of key, or NULL. */
-static ksd_item *table_take(ksd_table *t, const char *key)
-{
-    if (!t->nb)
-        return NULL;
-    ksd_item **pp = table_slot(t, key, ksd_hash(key));
-    ksd_item *it = *pp;
-    if (it) {
-        *pp = it->next;
-        t->n--;
-    }
-    return it;
-}
-
-/* Links a new item (its key not in the table). */
-static int table_put(ksd_table *t, ksd_item *it)
-{
-    if (t->n >= KUBE_SD_MAX_GROUPS)
-        return DR_EAGAIN;
-    if (t->n >= t->nb) {
-        uint32_t n = t->nb ? t->nb * 2 : 64;
-        ksd_item **b = calloc(n, sizeof *b);
-        if (!b)
-            return DR_ENOMEM;
-        for (uint32_t i = 0; i < t->nb; i++)
-            for (ksd_item *e = t->b[i], *next; e; e = next) {
-                next = e->next;
-                e->next = b[e->hash & (n - 1)];
-                b[e->hash & (n - 1)] = e;
-            }
-        free(t->b);
-        t->b = b;
-        t->nb = n;
-    }
-    it->hash = ksd_hash(it->key);
-    ksd_item **pp = table_slot(t, it->key, it->hash);
-    it->next = NULL;
-    *pp = it;
-    t->n++;
-    return 0;
-}
-
 /* ---- what the joins keep of each object --------------------------------------------------- */
 
 /* A container port of a pod. */
@@ -142,8 +72,6 @@ typedef struct ksd_obj {
 struct ksd_links {
     ksd_table pods, services, objs;
     char *node; /* node-local: the endpoints on this node only */
-    dr_kube_informer **infs;
-    size_t ninfs;
 };
 
 static void pod_free(ksd_pod *p)
@@ -159,7 +87,7 @@ static void pod_free(ksd_pod *p)
     free(p->ports);
     free(p->ip);
     dr_labels_free(&p->labels);
-    free(p->it.key);
+    free((char *)p->it.key);
     free(p);
 }
 
@@ -169,7 +97,7 @@ static void service_free(ksd_service *s)
         return;
     dr_labels_free(&s->labels);
     free(s->primary_family);
-    free(s->it.key);
+    free((char *)s->it.key);
     free(s);
 }
 
@@ -188,7 +116,7 @@ static void obj_free(ksd_obj *o)
     free(o->service);
     free(o->address_type);
     free(o->source);
-    free(o->it.key);
+    free((char *)o->it.key);
     free(o);
 }
 
@@ -697,7 +625,7 @@ static int build_group(kube_sd *sd, const ksd_obj *o, target_group *g)
     if (!(g->source = strdup(o->source)))
         return DR_ENOMEM;
     const ksd_service *svc =
-        o->service ? (const ksd_service *)table_get(&lk->services, o->service) : NULL;
+        o->service ? (const ksd_service *)ksd_table_get(&lk->services, o->service) : NULL;
     int rc = svc ? copy_labels_into(&g->labels, &svc->labels) : 0;
     if (rc == 0)
         rc = copy_labels_into(&g->labels, &o->labels);
@@ -713,7 +641,7 @@ static int build_group(kube_sd *sd, const ksd_obj *o, target_group *g)
         dr_labels own;
         dr_labels_init(&own);
         rc = dr_labels_copy(&own, &e->own);
-        const ksd_pod *pod = e->pod ? (const ksd_pod *)table_get(&lk->pods, e->pod) : NULL;
+        const ksd_pod *pod = e->pod ? (const ksd_pod *)ksd_table_get(&lk->pods, e->pod) : NULL;
         if (pod && rc == 0) {
             seen_pod *s = seen_entry(&seen, &nseen, pod);
             rc = s ? join_pod(&own, pod, e, endpoints_role) : DR_ENOMEM;
@@ -805,13 +733,13 @@ void ksd_links_event(kube_sd *sd, ksd_kind kind, dr_kube_event ev, const dr_jv *
     if (!key)
         return;
     ksd_table *t = table_of(lk, kind);
-    ksd_item *old = table_take(t, key);
+    ksd_item *old = ksd_table_take(t, key);
     ksd_item *now = NULL;
     if (ev != DR_KUBE_DELETED) {
         now = kind == KSD_OBJ_POD       ? (ksd_item *)pod_from(obj, strdup(key))
               : kind == KSD_OBJ_SERVICE ? (ksd_item *)service_from(obj, strdup(key))
                                         : (ksd_item *)obj_from(sd, obj, strdup(key));
-        if (!now || !now->key || table_put(t, now) != 0) {
+        if (!now || !now->key || ksd_table_put(t, now) != 0) {
             dr_log(sd->job->in->inst, DR_LOG_WARN, "object not discovered", "job=%s %s/%s",
                    sd->job->name, kind == KSD_OBJ_POD ? "pod" : "object", key);
             free_item(kind, now);
@@ -858,21 +786,9 @@ static void on_service(void *ctx, dr_kube_event ev, const dr_jv *obj)
     ksd_links_event(ctx, KSD_OBJ_SERVICE, ev, obj);
 }
 
-/* Every watch has its first list: the groups are the cluster's. */
-static void on_synced(void *ctx)
-{
-    kube_sd *sd = ctx;
-    for (size_t i = 0; i < sd->links->ninfs; i++)
-        if (!dr_kube_informer_synced(sd->links->infs[i]))
-            return;
-    sd->synced = true;
-    sd->dirty = false;
-    job_sync_targets(sd->job);
-}
-
-static const dr_kube_handler main_handler = {on_main, on_synced};
-static const dr_kube_handler pod_handler = {on_pod, on_synced};
-static const dr_kube_handler service_handler = {on_service, on_synced};
+static const dr_kube_handler main_handler = {on_main, ksd_synced};
+static const dr_kube_handler pod_handler = {on_pod, ksd_synced};
+static const dr_kube_handler service_handler = {on_service, ksd_synced};
 
 static int open_watch(kube_sd *sd, const char *prefix, const char *ns, const char *plural,
                       const char *fields, const char *labels, const dr_kube_handler *h)
@@ -882,16 +798,7 @@ static int open_watch(kube_sd *sd, const char *prefix, const char *ns, const cha
         snprintf(path, sizeof path, "%s/namespaces/%s/%s", prefix, ns, plural);
     else
         snprintf(path, sizeof path, "%s/%s", prefix, plural);
-    ksd_links *lk = sd->links;
-    dr_kube_informer **v = realloc(lk->infs, (lk->ninfs + 1) * sizeof *v);
-    if (!v)
-        return DR_ENOMEM;
-    lk->infs = v;
-    dr_kube_informer *inf = dr_kube_watch(sd->kube, path, fields, labels, h, sd);
-    if (!inf)
-        return DR_ENOMEM;
-    lk->infs[lk->ninfs++] = inf;
-    return 0;
+    return ksd_watch(sd, path, fields, labels, h);
 }
 
 int ksd_links_watch(kube_sd *sd, const char *main_fields, const char *main_labels,
@@ -915,15 +822,19 @@ int ksd_links_watch(kube_sd *sd, const char *main_fields, const char *main_label
     return rc;
 }
 
-static void table_free(ksd_table *t, ksd_kind kind)
+static void pod_item_free(ksd_item *it)
 {
-    for (uint32_t i = 0; i < t->nb; i++)
-        for (ksd_item *it = t->b[i], *next; it; it = next) {
-            next = it->next;
-            free_item(kind, it);
-        }
-    free(t->b);
-    memset(t, 0, sizeof *t);
+    pod_free((ksd_pod *)it);
+}
+
+static void service_item_free(ksd_item *it)
+{
+    service_free((ksd_service *)it);
+}
+
+static void obj_item_free(ksd_item *it)
+{
+    obj_free((ksd_obj *)it);
 }
 
 void ksd_links_free(kube_sd *sd)
@@ -931,10 +842,9 @@ void ksd_links_free(kube_sd *sd)
     ksd_links *lk = sd->links;
     if (!lk)
         return;
-    table_free(&lk->pods, KSD_OBJ_POD);
-    table_free(&lk->services, KSD_OBJ_SERVICE);
-    table_free(&lk->objs, KSD_OBJ_MAIN);
-    free(lk->infs);
+    ksd_table_clear(&lk->pods, pod_item_free);
+    ksd_table_clear(&lk->services, service_item_free);
+    ksd_table_clear(&lk->objs, obj_item_free);
     free(lk->node);
     free(lk);
     sd->links = NULL;

@@ -15,6 +15,22 @@
 /* FNV-1a of a source or object key. */
 uint64_t ksd_hash(const char *s);
 
+/* The object tables (ksd_table in scrape.h): get and take (unlinks) by
+ * key, NULL when absent; put links a new entry whose key is not there yet
+ * (DR_EAGAIN over KUBE_SD_MAX_GROUPS entries); clear frees every entry. */
+ksd_item *ksd_table_get(const ksd_table *t, const char *key);
+ksd_item *ksd_table_take(ksd_table *t, const char *key);
+int ksd_table_put(ksd_table *t, ksd_item *it);
+void ksd_table_clear(ksd_table *t, void (*free_item)(ksd_item *it));
+
+/* Opens a watch whose handler's ctx is sd, counted among the watches
+ * ksd_synced waits for. */
+int ksd_watch(kube_sd *sd, const char *path, const char *fields, const char *labels,
+              const dr_kube_handler *h);
+/* The synced callback of every watch of a discovery: once all of them
+ * have their first list, the job's targets follow the groups. */
+void ksd_synced(void *ctx);
+
 /* The group table of a discovery (by g->source): put takes g's memory
  * (DR_EAGAIN over KUBE_SD_MAX_GROUPS); a group with no targets should be
  * removed instead. Both mark the discovery dirty when something changed. */
@@ -52,5 +68,17 @@ int ksd_links_watch(kube_sd *sd, const char *main_fields, const char *main_label
  * join it follow. */
 void ksd_links_event(kube_sd *sd, ksd_kind kind, dr_kube_event ev, const dr_jv *obj);
 void ksd_links_free(kube_sd *sd);
+
+/* ---- kube_sd_meta.c ---- */
+
+/* Opens the node and namespace watches attach_metadata asks for; node
+ * (may be NULL) limits the node watch to the agent's node. */
+int ksd_meta_watch(kube_sd *sd, const char *node);
+/* A node or namespace appeared, changed or went away (tested alone). */
+void ksd_meta_event(kube_sd *sd, bool is_node, dr_kube_event ev, const dr_jv *obj);
+/* *out = g with the labels of its node and namespace attached (a copy the
+ * caller clears). */
+int ksd_meta_attach(const kube_sd *sd, const target_group *g, target_group *out);
+void ksd_meta_free(kube_sd *sd);
 
 #endif

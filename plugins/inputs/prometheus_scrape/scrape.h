@@ -76,8 +76,23 @@ typedef enum {
 } kube_sd_role;
 #define KUBE_SD_NROLES (KUBE_SD_INGRESS + 1)
 
-typedef struct kube_sd_entry kube_sd_entry;
+/* A hash table of objects by key (a group's source, "namespace/name"):
+ * the entries embed a ksd_item first (kube_sd.c). */
+typedef struct ksd_item ksd_item;
+struct ksd_item {
+    ksd_item *next; /* in its bucket */
+    uint64_t hash;
+    const char *key; /* the entry's own */
+};
+typedef struct ksd_table {
+    ksd_item **b;
+    uint32_t nb;
+    size_t n;
+} ksd_table;
+
 typedef struct ksd_links ksd_links;
+typedef struct ksd_meta ksd_meta;
+typedef struct dr_kube_informer dr_kube_informer;
 
 typedef struct kube_sd {
     scrape_job *job;
@@ -89,12 +104,14 @@ typedef struct kube_sd {
     char *label_selector[KUBE_SD_NROLES], *field_selector[KUBE_SD_NROLES];
     bool node_local; /* only this node's pods (default) */
     dr_kube *kube;
-    ksd_links *links;        /* endpoints, endpointslice: the objects a group joins */
-    kube_sd_entry **buckets; /* the groups by source */
-    uint32_t nbuckets;
-    size_t ngroups;
-    bool dirty;  /* groups changed since the targets were synced */
-    bool synced; /* the first list is in */
+    ksd_links *links;                   /* endpoints, endpointslice: the objects a group joins */
+    bool attach_node, attach_namespace; /* attach_metadata */
+    ksd_meta *meta;                     /* the nodes' and namespaces' labels attached */
+    dr_kube_informer **infs;            /* every watch; synced when all are */
+    size_t ninfs;
+    ksd_table groups; /* by source */
+    bool dirty;       /* groups changed since the targets were synced */
+    bool synced;      /* the first list is in */
     /* drover_sd_kubernetes_events_total{role}, drover_sd_kubernetes_objects{role} */
     dr_counter *events;
     dr_gauge *objects;
