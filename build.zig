@@ -56,6 +56,8 @@ const plugin_sources = [_][]const u8{
     "plugins/inputs/prometheus_scrape/kube_sd.c",
     "plugins/inputs/prometheus_scrape/kube_sd_endpoints.c",
     "plugins/inputs/prometheus_scrape/kube_sd_meta.c",
+    "plugins/inputs/kubelet/kubelet.c",
+    "plugins/inputs/kubelet/summary.c",
     "plugins/outputs/file/file.c",
     "plugins/outputs/null/null.c",
     "plugins/outputs/stdout/stdout.c",
@@ -126,6 +128,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_expo_proto.c",
     "tests/unit/test_relabel.c",
     "tests/unit/test_prw.c",
+    "tests/unit/test_kubelet.c",
 };
 
 const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };

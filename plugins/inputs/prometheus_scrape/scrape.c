@@ -70,12 +70,13 @@ static const dr_option scrape_options[] = {
 /* How often file_sd files are looked at for changes. */
 #define FILE_SD_CHECK_MS 5000
 
-static void input_free(scrape_input *in)
+void scrape_input_free(scrape_input *in)
 {
     for (size_t i = 0; i < in->njobs; i++)
         job_free(&in->jobs[i]);
     free(in->jobs);
     dr_buf_free(&in->body);
+    dr_buf_free(&in->converted);
     free(in);
 }
 
@@ -125,7 +126,7 @@ static int scrape_init(dr_instance *inst, dr_error *err)
     if (errs.n) {
         report_errors(inst, &errs, err);
         dr_cfg_errors_free(&errs);
-        input_free(in);
+        scrape_input_free(in);
         inst->state = NULL;
         return DR_EINVAL;
     }
@@ -147,9 +148,9 @@ static void on_sd_timer(uv_timer_t *timer)
     }
 }
 
-static int scrape_start(dr_instance *inst)
+int scrape_input_start(scrape_input *in)
 {
-    scrape_input *in = inst->state;
+    dr_instance *inst = in->inst;
     in->series = dr_agent_series(inst->agent);
     if (!in->series)
         return DR_ENOMEM;
@@ -199,11 +200,10 @@ static void on_sd_closed(uv_handle_t *h)
 {
     scrape_input *in = h->data;
     in->sd_timer_started = false;
-    input_free(in);
+    scrape_input_free(in);
 }
 
-/* Ends every scrape: requests in flight are cancelled, timers closed. */
-static void stop_everything(scrape_input *in)
+void scrape_input_stop(scrape_input *in)
 {
     if (in->stopping)
         return;
@@ -231,7 +231,22 @@ static void scrape_stop(dr_instance *inst)
 {
     scrape_input *in = inst->state;
     if (in)
-        stop_everything(in);
+        scrape_input_stop(in);
+}
+
+void scrape_input_destroy(scrape_input *in)
+{
+    scrape_input_stop(in);
+    if (in->sd_timer_started && !uv_is_closing((uv_handle_t *)&in->sd_timer)) {
+        uv_close((uv_handle_t *)&in->sd_timer, on_sd_closed); /* frees in */
+        return;
+    }
+    scrape_input_free(in);
+}
+
+static int scrape_start(dr_instance *inst)
+{
+    return scrape_input_start(inst->state);
 }
 
 static void scrape_destroy(dr_instance *inst)
@@ -239,13 +254,8 @@ static void scrape_destroy(dr_instance *inst)
     scrape_input *in = inst->state;
     if (!in)
         return;
-    stop_everything(in);
     inst->state = NULL;
-    if (in->sd_timer_started && !uv_is_closing((uv_handle_t *)&in->sd_timer)) {
-        uv_close((uv_handle_t *)&in->sd_timer, on_sd_closed); /* frees in */
-        return;
-    }
-    input_free(in);
+    scrape_input_destroy(in);
 }
 
 const dr_plugin dr_plugin_prometheus_scrape = {

@@ -117,6 +117,12 @@ typedef struct kube_sd {
     dr_gauge *objects;
 } kube_sd;
 
+/* Turns the body of an answer into Prometheus text (format 0.0.4) in
+ * `out`, for an endpoint that speaks JSON (the kubelet's /stats/summary).
+ * 0, or a DR_E* code with why filled: the scrape then fails. */
+typedef int (*scrape_convert_fn)(const char *body, size_t len, dr_buf *out, char *why,
+                                 size_t whylen);
+
 /* How many targets one job may have: a bound on what discovery can make
  * the agent do. */
 #define SCRAPE_MAX_TARGETS_PER_JOB 10000u
@@ -147,6 +153,9 @@ struct scrape_job {
     scrape_target *targets; /* the live targets (a list) */
     size_t ntargets;
     size_t ndropped_targets; /* relabel_configs dropped them at the last sync */
+    /* NULL: bodies are exposition, parsed by their Content-Type; else every
+     * body goes through it first (set by an input built on these jobs). */
+    scrape_convert_fn convert;
 };
 
 /* What a target's last scrape came to (its "health", as Prometheus'
@@ -198,11 +207,23 @@ struct scrape_input {
      * thread, so no two need it at once (a node's kubelet and cAdvisor
      * bodies are megabytes each). */
     dr_buf body;
-    size_t closing; /* handles still closing */
+    dr_buf converted; /* the body as a job's convert function wrote it */
+    size_t closing;   /* handles still closing */
     /* self-metrics */
     dr_counter *scrapes, *skipped, *samples, *stale_markers, *targets_dropped;
     dr_gauge *targets_active;
 };
+
+/* ---- scrape.c ---- */
+
+/* The life of an input made of jobs, for the prometheus_scrape plugin and
+ * for inputs that build their jobs themselves (kubelet): start the jobs'
+ * clients and targets; stop every scrape; free now or once handles close. */
+int scrape_input_start(scrape_input *in);
+void scrape_input_stop(scrape_input *in);
+void scrape_input_destroy(scrape_input *in);
+/* Frees the jobs and the input (no handle may be open). */
+void scrape_input_free(scrape_input *in);
 
 /* ---- job.c ---- */
 

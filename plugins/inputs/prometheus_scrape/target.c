@@ -581,6 +581,19 @@ static int body_bytes(scrape_target *t, const dr_http_response *resp, const char
     return 0;
 }
 
+/* A body of a job with a convert function, as the text it converts to. */
+static int convert_body(scrape_target *t, const char **p, size_t *n, char *why, size_t whylen)
+{
+    dr_buf *out = &t->job->in->converted;
+    dr_buf_reset(out);
+    int rc = t->job->convert(*p, *n, out, why, whylen);
+    if (rc != 0)
+        return rc;
+    *p = out->p ? out->p : "";
+    *n = out->len;
+    return 0;
+}
+
 static void scrape_done(void *ctx, const dr_http_response *resp)
 {
     scrape_target *t = ctx;
@@ -605,10 +618,12 @@ static void scrape_done(void *ctx, const dr_http_response *resp)
     dr_expo_format fmt = DR_EXPO_TEXT;
     const char *body = NULL;
     size_t len = 0;
-    if (!reason && !body_format(t, resp, &fmt, why, sizeof why))
+    if (!reason && !t->job->convert && !body_format(t, resp, &fmt, why, sizeof why))
         reason = "content_type";
     if (!reason && body_bytes(t, resp, &body, &len, why, sizeof why) != 0)
         reason = strstr(why, "limit") ? "body_size_limit" : "body";
+    if (!reason && t->job->convert && convert_body(t, &body, &len, why, sizeof why) != 0)
+        reason = "convert";
     if (reason) {
         record_health(t, false, why, NULL);
         scrape_failed(t, why, reason);
