@@ -58,6 +58,7 @@ const plugin_sources = [_][]const u8{
     "plugins/inputs/prometheus_scrape/kube_sd_meta.c",
     "plugins/inputs/kubelet/kubelet.c",
     "plugins/inputs/kubelet/summary.c",
+    "plugins/inputs/prometheus_scrape/preset.c",
     "plugins/outputs/file/file.c",
     "plugins/outputs/null/null.c",
     "plugins/outputs/stdout/stdout.c",

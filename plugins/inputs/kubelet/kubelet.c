@@ -256,30 +256,11 @@ static const kubelet_endpoint endpoints[] = {
 
 /* ---- writing the jobs ------------------------------------------------------------- */
 
-/* The characters of s, escaped for a YAML double-quoted scalar (the
- * caller writes the quotes). 0 or DR_ENOMEM. */
-static int put_escaped(dr_buf *b, const char *s)
-{
-    int rc = 0;
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            rc |= dr_buf_putc(b, '\\');
-        rc |= dr_buf_putc(b, *s);
-    }
-    return rc;
-}
-
-/* A YAML double-quoted scalar. */
-static int put_quoted(dr_buf *b, const char *s)
-{
-    return dr_buf_putc(b, '"') | put_escaped(b, s) | dr_buf_putc(b, '"');
-}
-
 /* "host:port", with an IPv6 address in brackets. */
 static int put_host_port(dr_buf *b, const char *host, int64_t port)
 {
     bool v6 = strchr(host, ':') && host[0] != '[';
-    return dr_buf_puts(b, v6 ? "\"[" : "\"") | put_escaped(b, host) |
+    return dr_buf_puts(b, v6 ? "\"[" : "\"") | scrape_yaml_escaped(b, host) |
            dr_buf_printf(b, "%s:%lld\"", v6 ? "]" : "", (long long)port);
 }
 
@@ -304,11 +285,11 @@ static int write_job(dr_buf *b, const kubelet_conf *c, const char *host, int64_t
     rc |=
         dr_buf_printf(b, "]\n    labels: {metrics_path: \"%s\", endpoint: \"%s\", node: ", ep->path,
                       https ? "https-metrics" : "http-metrics");
-    rc |= put_quoted(b, node);
+    rc |= scrape_yaml_quoted(b, node);
     rc |= dr_buf_puts(b, "}\n");
     if (https && c->bearer_token_file && c->bearer_token_file[0]) {
         rc |= dr_buf_puts(b, "bearer_token_file: ");
-        rc |= put_quoted(b, c->bearer_token_file);
+        rc |= scrape_yaml_quoted(b, c->bearer_token_file);
         rc |= dr_buf_putc(b, '\n');
     }
     if (https) {
@@ -316,7 +297,7 @@ static int write_job(dr_buf *b, const kubelet_conf *c, const char *host, int64_t
                             c->insecure_skip_verify ? "true" : "false");
         if (c->ca_file && c->ca_file[0] && !c->insecure_skip_verify) {
             rc |= dr_buf_puts(b, "  ca_file: ");
-            rc |= put_quoted(b, c->ca_file);
+            rc |= scrape_yaml_quoted(b, c->ca_file);
             rc |= dr_buf_putc(b, '\n');
         }
     }
@@ -336,37 +317,12 @@ static const char *kubelet_host(const kubelet_conf *c, const dr_instance *inst)
     return node && node[0] ? node : NULL;
 }
 
-/* Reads one job from its scrape config text. Errors go to errs. */
-static int parse_job(scrape_input *in, const char *yaml, const char *path, scrape_job *job,
-                     dr_cfg_errors *errs)
-{
-    dr_cfg_doc *doc = dr_cfg_load_untrusted(path, yaml, errs);
-    if (!doc)
-        return 1;
-    int nerr = job_parse(in, dr_cfg_root(doc), path, job, errs);
-    dr_cfg_doc_free(doc);
-    return nerr;
-}
-
 /* The job's metric relabeling: the user's rules, else the defaults. */
 static int relabel_rules(const kubelet_conf *c, scrape_job *job, dr_cfg_errors *errs)
 {
-    if (c->metric_relabel_configs) {
-        if (c->metric_relabel_configs->type == DR_CFG_SEQ && c->metric_relabel_configs->n == 0)
-            return 0;
-        return dr_relabel_parse(c->metric_relabel_configs, "metric_relabel_configs",
-                                &job->metric_relabel, errs) != 0;
-    }
-    if (!c->default_metric_relabel)
-        return 0;
-    dr_cfg_doc *doc =
-        dr_cfg_load_untrusted("kubelet default metric_relabel_configs", default_relabel_yaml, errs);
-    if (!doc)
-        return 1;
-    int nerr = dr_relabel_parse(dr_cfg_get(dr_cfg_root(doc), "rules"), "metric_relabel_configs",
-                                &job->metric_relabel, errs) != 0;
-    dr_cfg_doc_free(doc);
-    return nerr;
+    return scrape_metric_relabel(job, c->metric_relabel_configs,
+                                 c->default_metric_relabel ? default_relabel_yaml : NULL,
+                                 "kubelet default metric_relabel_configs", errs);
 }
 
 /* Makes the job of every endpoint switched on. */
@@ -388,7 +344,7 @@ static int make_jobs(scrape_input *in, const kubelet_conf *c, const char *host, 
         scrape_job *job = &in->jobs[in->njobs++];
         char path[64];
         snprintf(path, sizeof path, "kubelet%s", ep->path);
-        nerr += parse_job(in, yaml.p, path, job, errs);
+        nerr += scrape_job_from_yaml(in, yaml.p, path, job, errs);
         if (!nerr)
             nerr += relabel_rules(c, job, errs);
         job->convert = ep->convert;
@@ -421,15 +377,10 @@ static int kubelet_init(dr_instance *inst, dr_error *err)
     const char *node = inst->agent ? dr_agent_node_name(inst->agent) : NULL;
     if (!node || !node[0])
         node = host;
-    scrape_input *in = calloc(1, sizeof *in);
-    if (!in || !(in->jobs = calloc(NENDPOINTS, sizeof *in->jobs))) {
-        free(in);
+    scrape_input *in = scrape_input_new(inst, NENDPOINTS, c->scrape_interval_ms,
+                                        c->scrape_timeout_ms, c->metadata_interval_ms);
+    if (!in)
         return DR_ENOMEM;
-    }
-    in->inst = inst;
-    in->default_interval_ms = c->scrape_interval_ms;
-    in->default_timeout_ms = c->scrape_timeout_ms;
-    in->metadata_interval_ms = c->metadata_interval_ms;
     dr_cfg_errors errs = {0};
     int nerr = make_jobs(in, c, host, node, &errs);
     if (nerr != 0 || in->njobs == 0) {

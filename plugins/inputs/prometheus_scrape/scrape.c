@@ -101,15 +101,10 @@ static int scrape_init(dr_instance *inst, dr_error *err)
                      list->line, list->col);
         return DR_EINVAL;
     }
-    scrape_input *in = calloc(1, sizeof *in);
-    if (!in || !(in->jobs = calloc(list->n, sizeof *in->jobs))) {
-        free(in);
+    scrape_input *in = scrape_input_new(inst, list->n, conf->scrape_interval_ms,
+                                        conf->scrape_timeout_ms, conf->metadata_interval_ms);
+    if (!in)
         return DR_ENOMEM;
-    }
-    in->inst = inst;
-    in->default_interval_ms = conf->scrape_interval_ms;
-    in->default_timeout_ms = conf->scrape_timeout_ms;
-    in->metadata_interval_ms = conf->metadata_interval_ms;
     inst->state = in;
     dr_cfg_errors errs = {0};
     for (size_t i = 0; i < list->n; i++) {

@@ -225,6 +225,26 @@ void scrape_input_destroy(scrape_input *in);
 /* Frees the jobs and the input (no handle may be open). */
 void scrape_input_free(scrape_input *in);
 
+/* ---- preset.c ---- */
+
+/* An input of jobs, room for max_jobs, with the defaults of jobs that set
+ * no interval, timeout or metadata interval. NULL when out of memory. */
+scrape_input *scrape_input_new(dr_instance *inst, size_t max_jobs, int64_t interval_ms,
+                               int64_t timeout_ms, int64_t metadata_interval_ms);
+/* s escaped for a YAML double-quoted scalar (without the quotes), or as
+ * one (with them). 0 or DR_ENOMEM. */
+int scrape_yaml_escaped(dr_buf *b, const char *s);
+int scrape_yaml_quoted(dr_buf *b, const char *s);
+/* Reads one job from the text of its scrape_configs entry (`path` names it
+ * in errors, which go to errs). The number of errors. */
+int scrape_job_from_yaml(scrape_input *in, const char *yaml, const char *path, scrape_job *job,
+                         dr_cfg_errors *errs);
+/* The job's metric relabeling: the user's rules (an empty list: none),
+ * else the rules under "rules:" of defaults_yaml (NULL: none). The number
+ * of errors. */
+int scrape_metric_relabel(scrape_job *job, const dr_cfg_node *user, const char *defaults_yaml,
+                          const char *defaults_name, dr_cfg_errors *errs);
+
 /* ---- job.c ---- */
 
 /* Parses one scrape_configs entry into `job` (zeroed by the caller).
