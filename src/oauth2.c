@@ -47,7 +47,8 @@ const dr_option dr_oauth2_options[] = {
      {NULL},
      0,
      0,
-     "OAuth2 client credentials: the client's id. With token_url, turns OAuth2 on."},
+     "OAuth2 client credentials: the client's id. Any oauth2 key turns OAuth2 on; client_id "
+     "and token_url are then required."},
     {"client_secret",
      DR_OPT_STRING,
      offsetof(dr_oauth2_conf, client_secret),
@@ -137,7 +138,7 @@ const dr_option dr_oauth2_options[] = {
      DR_OPT_BOOL,
      offsetof(dr_oauth2_conf, insecure_skip_verify),
      "false",
-     0,
+     DR_OPT_ONE_OF,
      {NULL},
      0,
      0,
@@ -157,7 +158,8 @@ const dr_option dr_oauth2_options[] = {
 bool dr_oauth2_configured(const dr_oauth2_conf *conf)
 {
     return conf->client_id || conf->client_secret || conf->client_secret_file || conf->token_url ||
-           conf->scopes.n || conf->endpoint_params;
+           conf->scopes.n || conf->endpoint_params || conf->ca_file || conf->cert_file ||
+           conf->key_file || conf->server_name || conf->insecure_skip_verify || conf->proxy_url;
 }
 
 /* ---- the pure parts ---------------------------------------------------------- */

@@ -254,6 +254,13 @@ void test_oauth2_one_way_to_authenticate(void)
     CHECK_STR(apply_http("oauth2: {token_url: http://t/}\nbasic_auth: {username: u}\n"),
               "o.yaml:2:13: outputs[0].basic_auth: cannot be set with oauth2: choose one way to "
               "authenticate");
+    CHECK_STR(apply_http("bearer_token: t\noauth2: {tls: {insecure_skip_verify: false}}\n"),
+              "o.yaml:2:9: outputs[0].oauth2: cannot be set with bearer_token: choose one way to "
+              "authenticate");
+    dr_oauth2_conf only_tls = {.ca_file = "/ca.pem"};
+    CHECK(dr_oauth2_configured(&only_tls));
+    dr_oauth2_conf none = {0};
+    CHECK(!dr_oauth2_configured(&none));
     CHECK_STR(apply_http("bearer_token: t\nbearer_token_file: /f\n"),
               "o.yaml:2:20: outputs[0].bearer_token_file: cannot be set with bearer_token: choose "
               "one way to authenticate");
