@@ -15,6 +15,12 @@
  * - the client is freed when it was closed and the last of its handles (two
  *   timers, the socket polls) reported its close.
  *
+ * OAuth2: a request is set up whole at send, then waits on `waiting` until
+ * dr_oauth2 has a token; it is then added to curl with its headers plus the
+ * Authorization line (sent_headers). A 401 to it takes it out of curl, puts
+ * it back on `waiting` with the token rejected, and adds it again once a
+ * new token comes: the same easy handle, the caller's body untouched.
+ *
  * Re-entrancy: a done callback may call dr_http_client_send or
  * dr_http_client_close. So the multi handle is never destroyed while a done
  * callback is on the stack (`depth`): close cancels and marks the client,

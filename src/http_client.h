@@ -6,6 +6,9 @@
  * the server offers it over TLS (ALPN). TLS verification is on unless
  * insecure_skip_verify says otherwise.
  *
+ * With an oauth2 map, requests carry the token of src/oauth2.c: they are
+ * held while there is none, and sent once more after a 401 with a new one.
+ *
  * Retries are not done here: the caller classifies each response with
  * dr_http_classify and hands the verdict to the core (dr_output_done), which
  * owns backoff.

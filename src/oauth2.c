@@ -582,8 +582,10 @@ static void fetch_failed(dr_oauth2 *o, const char *why)
         o->backoff_ms = OAUTH2_BACKOFF_MAX_MS;
     int64_t half = o->backoff_ms / 2;
     int64_t wait = half + (int64_t)(random() % (half + 1));
+    char quoted[300];
+    printable(why, quoted, sizeof quoted); /* a logfmt value: no quotes inside */
     dr_log(o->inst, DR_LOG_ERROR, "oauth2: cannot get a token", "error=\"%s\" retry_in_ms=%lld",
-           why, (long long)wait);
+           quoted, (long long)wait);
     o->backing_off = true;
     uv_timer_start(&o->backoff, on_backoff, (uint64_t)wait, 0);
 }
