@@ -908,7 +908,8 @@ const dr_plugin dr_plugin_remote_write = {
         "nothing is sent twice. Other 4xx answers drop the request's samples, counted by reason "
         "in drover_dropped_records_total. Authentication: basic, bearer (a token file re-read "
         "when it changes), OAuth2 client credentials (oauth2: Grafana Cloud, Azure Monitor), "
-        "mutual TLS, or AWS SigV4 for Amazon Managed Service for Prometheus (sigv4). Chunks are acknowledged only once every sample in them "
+        "mutual TLS, or AWS SigV4 for Amazon Managed Service for Prometheus (sigv4). Chunks are "
+        "acknowledged only once every sample in them "
         "is accepted or dropped; while the queue (queue_max_bytes) is full, scrapes are skipped "
         "and counted. Self-metrics: drover_remote_write_* (samples in, sent, failed, retried, "
         "pending, shards, highest sent timestamp, bytes).",
