@@ -20,6 +20,7 @@ const core_sources = [_][]const u8{
     "src/util.c",
     "src/config.c",
     "src/http_client.c",
+    "src/oauth2.c",
     "src/http_server.c",
     "src/json.c",
     "src/jsonp.c",
@@ -130,6 +131,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_relabel.c",
     "tests/unit/test_prw.c",
     "tests/unit/test_kubelet.c",
+    "tests/unit/test_oauth2.c",
 };
 
 const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };

@@ -1895,6 +1895,56 @@ static void check_unknown_keys(applier *A, const dr_cfg_node *map, const char *p
 static int apply_flat_options(const dr_option *opts, const dr_cfg_node *map, void *conf,
                               const char *path, const char *const *extra_keys, dr_cfg_errors *errs);
 
+/* Length of an option name's first key ("oauth2" of "oauth2.token_url"). */
+static size_t top_key_len(const char *name)
+{
+    return strcspn(name, ".");
+}
+
+/* The value of an option's top-level key in map (present: checked). */
+static const dr_cfg_node *top_value(const dr_cfg_node *map, const char *name)
+{
+    return map_get_n(map, name, top_key_len(name));
+}
+
+static bool comes_before(const dr_cfg_node *a, const dr_cfg_node *b)
+{
+    return a->line < b->line || (a->line == b->line && a->col < b->col);
+}
+
+/* DR_OPT_ONE_OF: flagged options set under two top-level keys are reported
+ * at whichever of the two comes later in the file. */
+static void check_one_of(applier *A, const dr_cfg_node *map)
+{
+    const dr_option *first = NULL;
+    for (size_t i = 0; i < A->nopts; i++) {
+        const dr_option *o = &A->opts[i];
+        if (!(o->flags & DR_OPT_ONE_OF))
+            continue;
+        const dr_cfg_node *parent, *blocker;
+        size_t blen = 0;
+        const dr_cfg_node *v = lookup_option(map, o->name, &parent, &blocker, &blen);
+        if (!v || v->type == DR_CFG_NULL)
+            continue;
+        size_t len = top_key_len(o->name);
+        if (!first) {
+            first = o;
+            continue;
+        }
+        if (top_key_len(first->name) == len && strncmp(first->name, o->name, len) == 0)
+            continue;
+        const dr_cfg_node *a = top_value(map, first->name), *b = top_value(map, o->name);
+        const dr_option *later = comes_before(a, b) ? o : first;
+        const dr_option *other = later == o ? first : o;
+        char top[CFG_MAX_KEYPATH];
+        snprintf(top, sizeof top, "%.*s", (int)top_key_len(later->name), later->name);
+        apply_error(A, later == o ? b : a, top,
+                    "cannot be set with %.*s: choose one way to authenticate",
+                    (int)top_key_len(other->name), other->name);
+        return;
+    }
+}
+
 static size_t count_flat_options(const dr_option *opts)
 {
     size_t n = 0;
@@ -1976,6 +2026,8 @@ static int apply_flat_options(const dr_option *opts, const dr_cfg_node *map, voi
         check_unknown_keys(&A, map, "");
     for (size_t i = 0; opts && opts[i].name; i++)
         apply_option(&A, &opts[i], map, conf);
+    if (map && map->type == DR_CFG_MAP)
+        check_one_of(&A, map);
     return A.nerr;
 }
 

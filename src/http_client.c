@@ -15,6 +15,12 @@
  * - the client is freed when it was closed and the last of its handles (two
  *   timers, the socket polls) reported its close.
  *
+ * OAuth2: a request is set up whole at send, then waits on `waiting` until
+ * dr_oauth2 has a token; it is then added to curl with its headers plus the
+ * Authorization line (sent_headers). A 401 to it takes it out of curl, puts
+ * it back on `waiting` with the token rejected, and adds it again once a
+ * new token comes: the same easy handle, the caller's body untouched.
+ *
  * Re-entrancy: a done callback may call dr_http_client_send or
  * dr_http_client_close. So the multi handle is never destroyed while a done
  * callback is on the stack (`depth`): close cancels and marks the client,
@@ -67,16 +73,20 @@ const dr_option dr_http_client_options[] = {
     {"proxy_url", DR_OPT_STRING, offsetof(dr_http_client_conf, proxy_url), NULL, 0, NULL, 0, 0,
      "HTTP proxy for every request, such as http://proxy:3128. The *_proxy environment "
      "variables are ignored."},
-    {"basic_auth.username", DR_OPT_STRING, offsetof(dr_http_client_conf, username), NULL, 0, NULL,
-     0, 0, "User name for HTTP basic authentication."},
-    {"basic_auth.password", DR_OPT_STRING, offsetof(dr_http_client_conf, password), NULL, 0, NULL,
-     0, 0, "Password for HTTP basic authentication."},
-    {"bearer_token", DR_OPT_STRING, offsetof(dr_http_client_conf, bearer_token), NULL, 0, NULL, 0,
-     0, "Sent as `Authorization: Bearer <token>`."},
-    {"bearer_token_file", DR_OPT_STRING, offsetof(dr_http_client_conf, bearer_token_file), NULL, 0,
-     NULL, 0, 0,
+    {"basic_auth.username", DR_OPT_STRING, offsetof(dr_http_client_conf, username), NULL,
+     DR_OPT_ONE_OF, NULL, 0, 0, "User name for HTTP basic authentication."},
+    {"basic_auth.password", DR_OPT_STRING, offsetof(dr_http_client_conf, password), NULL,
+     DR_OPT_ONE_OF, NULL, 0, 0, "Password for HTTP basic authentication."},
+    {"bearer_token", DR_OPT_STRING, offsetof(dr_http_client_conf, bearer_token), NULL,
+     DR_OPT_ONE_OF, NULL, 0, 0, "Sent as `Authorization: Bearer <token>`."},
+    {"bearer_token_file", DR_OPT_STRING, offsetof(dr_http_client_conf, bearer_token_file), NULL,
+     DR_OPT_ONE_OF, NULL, 0, 0,
      "File holding the bearer token (such as a projected service-account token); read again "
      "whenever it changes."},
+    {.name = "oauth2",
+     .type = DR_OPT_GROUP,
+     .offset = offsetof(dr_http_client_conf, oauth2),
+     .group = dr_oauth2_options},
     {"headers", DR_OPT_STRLIST, offsetof(dr_http_client_conf, headers), NULL, 0, NULL, 0, 0,
      "Extra request headers, each written \"Name: value\". They cannot replace the headers "
      "the output sets itself."},
@@ -111,6 +121,11 @@ typedef struct http_req {
     int64_t retry_after_ms;
     dr_buf hdrs;                 /* the header lines of the last response */
     char error[CURL_ERROR_SIZE]; /* curl's message, or ours */
+    /* OAuth2: the headers as sent (q->headers and the Authorization line),
+     * the token they carry, and whether a 401 already made us resend. */
+    struct curl_slist *sent_headers;
+    char *token;
+    bool resent;
 } http_req;
 
 typedef struct sock_ctx {
@@ -120,25 +135,17 @@ typedef struct sock_ctx {
     curl_socket_t fd;
 } sock_ctx;
 
-/* The bearer token file's content, and which version of the file it is. */
-typedef struct token_cache {
-    char *value;
-    bool loaded;
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-} token_cache;
-
 struct dr_http_client {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer; /* curl's timeouts */
     uv_timer_t defer; /* completes requests that failed before they started */
     dr_http_client_conf conf;
-    token_cache token;
-    http_req *reqs;   /* started, owned by curl until they finish */
-    http_req *failed; /* failed before starting, completed from `defer` */
+    dr_file_secret token; /* bearer_token_file's */
+    dr_oauth2 *oauth2;    /* NULL: no OAuth2 */
+    http_req *reqs;       /* started, owned by curl until they finish */
+    http_req *waiting;    /* set up, waiting for an OAuth2 token */
+    http_req *failed;     /* failed before starting, completed from `defer` */
     sock_ctx *socks;
     size_t inflight;
     int open_handles; /* uv handles not yet reported closed */
@@ -149,6 +156,8 @@ struct dr_http_client {
 
 static void check_multi_info(dr_http_client *c);
 static void maybe_teardown(dr_http_client *c);
+static void on_oauth2_ready(void *ctx);
+static void start_waiting(dr_http_client *c);
 
 /* ---- lists ------------------------------------------------------------------ */
 
@@ -257,6 +266,12 @@ static int validate_conf(const dr_http_client_conf *conf, dr_error *err)
         dr_error_set(err, "username (basic auth) and a bearer token: set one, not both");
         return DR_EINVAL;
     }
+    if (dr_oauth2_configured(&conf->oauth2) &&
+        (conf->username || conf->bearer_token || conf->bearer_token_file)) {
+        dr_error_set(err, "oauth2 and %s: set one, not both",
+                     conf->username ? "basic_auth" : "a bearer token");
+        return DR_EINVAL;
+    }
     if (has_line_break(conf->bearer_token)) {
         dr_error_set(err, "bearer_token: contains a line break");
         return DR_EINVAL;
@@ -297,7 +312,8 @@ static void free_conf(dr_http_client_conf *conf)
     memset(conf, 0, sizeof *conf);
 }
 
-/* A deep copy with the defaults filled in. */
+/* A deep copy with the defaults filled in; the oauth2 map is left out
+ * (the client's dr_oauth2 keeps what it needs). */
 static int copy_conf(dr_http_client_conf *dst, const dr_http_client_conf *src)
 {
     memset(dst, 0, sizeof *dst);
@@ -364,8 +380,17 @@ dr_http_client *dr_http_client_new(uv_loop_t *loop, const dr_http_client_conf *c
         return NULL;
     }
     c->loop = loop;
+    if (dr_oauth2_configured(&conf->oauth2)) {
+        c->oauth2 = dr_oauth2_new(loop, &conf->oauth2, &c->conf, on_oauth2_ready, c, err);
+        if (!c->oauth2) {
+            free_conf(&c->conf);
+            free(c);
+            return NULL;
+        }
+    }
     c->multi = new_multi(c);
     if (!c->multi) {
+        dr_oauth2_close(c->oauth2);
         free_conf(&c->conf);
         free(c);
         dr_error_set(err, "http client: curl_multi_init failed");
@@ -379,6 +404,12 @@ dr_http_client *dr_http_client_new(uv_loop_t *loop, const dr_http_client_conf *c
     return c;
 }
 
+void dr_http_client_instrument(dr_http_client *c, dr_instance *inst)
+{
+    if (c && c->oauth2)
+        dr_oauth2_instrument(c->oauth2, inst);
+}
+
 size_t dr_http_client_inflight(const dr_http_client *c)
 {
     return c->inflight;
@@ -386,7 +417,7 @@ size_t dr_http_client_inflight(const dr_http_client *c)
 
 static void client_free(dr_http_client *c)
 {
-    free(c->token.value);
+    dr_file_secret_free(&c->token);
     free_conf(&c->conf);
     free(c);
 }
@@ -660,7 +691,9 @@ static void req_free(http_req *q)
     if (q->easy)
         curl_easy_cleanup(q->easy);
     curl_slist_free_all(q->headers);
+    curl_slist_free_all(q->sent_headers);
     curl_slist_free_all(q->connect_to);
+    free(q->token);
     dr_buf_free(&q->body);
     dr_buf_free(&q->hdrs);
     free(q);
@@ -696,12 +729,35 @@ static void finish_req(http_req *q, int status, const char *error, double total_
     req_free(q);
 }
 
+/* A 401 to a request that carried an OAuth2 token: that token is done
+ * for, and the request goes back to wait for the next one, once. */
+static bool resend_after_401(http_req *q, CURLcode result, long status)
+{
+    dr_http_client *c = q->client;
+    if (!c->oauth2 || result != CURLE_OK || status != 401 || q->resent || c->closing)
+        return false;
+    q->resent = true;
+    dr_oauth2_reject(c->oauth2, q->token);
+    curl_multi_remove_handle(c->multi, q->easy);
+    req_detach(q);
+    dr_buf_reset(&q->body);
+    dr_buf_reset(&q->hdrs);
+    q->truncated = false;
+    q->retry_after_ms = -1;
+    q->error[0] = '\0';
+    req_attach(&c->waiting, q);
+    start_waiting(c);
+    return true;
+}
+
 static void complete_transfer(http_req *q, CURLcode result)
 {
     long status = 0;
     double total_s = 0;
     curl_easy_getinfo(q->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(q->easy, CURLINFO_TOTAL_TIME, &total_s);
+    if (resend_after_401(q, result, status))
+        return;
     const char *error = NULL;
     if (result != CURLE_OK) {
         status = 0;
@@ -757,20 +813,20 @@ static void fail_later(dr_http_client *c, http_req *q)
     uv_timer_start(&c->defer, on_defer, 0, 0);
 }
 
-/* ---- starting requests ---------------------------------------------------------- */
+/* ---- secrets in files ----------------------------------------------------------- */
 
-static bool same_file_version(const token_cache *t, const struct stat *st)
+static bool same_file_version(const dr_file_secret *t, const struct stat *st)
 {
     return t->loaded && t->dev == st->st_dev && t->ino == st->st_ino && t->size == st->st_size &&
            t->mtime.tv_sec == st->st_mtim.tv_sec && t->mtime.tv_nsec == st->st_mtim.tv_nsec;
 }
 
-/* The token in path, trimmed; NULL with err filled. */
-static char *read_token_file(const char *path, char *err, size_t errlen)
+/* The secret in path, trimmed; NULL with err filled. */
+static char *read_secret_file(const char *what, const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "bearer_token_file %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
         return NULL;
     }
     char *buf = malloc(HTTP_MAX_TOKEN_BYTES + 1);
@@ -794,7 +850,7 @@ static char *read_token_file(const char *path, char *err, size_t errlen)
     else if (len > HTTP_MAX_TOKEN_BYTES)
         why = "larger than 16 KiB";
     if (why) {
-        snprintf(err, errlen, "bearer_token_file %s: %s", path, why);
+        snprintf(err, errlen, "%s %s: %s", what, path, why);
         free(buf);
         return NULL;
     }
@@ -806,7 +862,7 @@ static char *read_token_file(const char *path, char *err, size_t errlen)
     *end = '\0';
     if (start == end || memchr(start, '\n', (size_t)(end - start)) ||
         memchr(start, '\r', (size_t)(end - start))) {
-        snprintf(err, errlen, "bearer_token_file %s: %s", path,
+        snprintf(err, errlen, "%s %s: %s", what, path,
                  start == end ? "empty" : "has more than one line");
         free(buf);
         return NULL;
@@ -815,34 +871,46 @@ static char *read_token_file(const char *path, char *err, size_t errlen)
     return buf;
 }
 
-/* Sets *token to the bearer token to send (NULL: none). The file is read
- * again whenever stat says it changed: Kubernetes rotates projected tokens
- * by swapping the file. */
+int dr_file_secret_read(dr_file_secret *s, const char *what, const char *path, const char **value,
+                        char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        return DR_EIO;
+    }
+    if (!same_file_version(s, &st)) {
+        char *v = read_secret_file(what, path, err, errlen);
+        if (!v)
+            return DR_EIO;
+        free(s->value);
+        *s = (dr_file_secret){.value = v,
+                              .loaded = true,
+                              .dev = st.st_dev,
+                              .ino = st.st_ino,
+                              .size = st.st_size,
+                              .mtime = st.st_mtim};
+    }
+    *value = s->value;
+    return 0;
+}
+
+void dr_file_secret_free(dr_file_secret *s)
+{
+    free(s->value);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- starting requests ---------------------------------------------------------- */
+
+/* Sets *token to the bearer token to send (NULL: none). */
 static int current_token(dr_http_client *c, const char **token, char *err, size_t errlen)
 {
     *token = c->conf.bearer_token;
-    const char *path = c->conf.bearer_token_file;
-    if (!path)
+    if (!c->conf.bearer_token_file)
         return 0;
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        snprintf(err, errlen, "bearer_token_file %s: %s", path, strerror(errno));
-        return DR_EIO;
-    }
-    if (!same_file_version(&c->token, &st)) {
-        char *value = read_token_file(path, err, errlen);
-        if (!value)
-            return DR_EIO;
-        free(c->token.value);
-        c->token = (token_cache){.value = value,
-                                 .loaded = true,
-                                 .dev = st.st_dev,
-                                 .ino = st.st_ino,
-                                 .size = st.st_size,
-                                 .mtime = st.st_mtim};
-    }
-    *token = c->token.value;
-    return 0;
+    return dr_file_secret_read(&c->token, "bearer_token_file", c->conf.bearer_token_file, token,
+                               err, errlen);
 }
 
 static int slist_add(struct curl_slist **list, const char *s)
@@ -1050,14 +1118,77 @@ int dr_http_client_send(dr_http_client *c, const dr_http_request *req, dr_http_d
     }
     int rc = DR_ENOMEM;
     q->easy = curl_easy_init();
-    if (!q->easy || (rc = setup_easy(c, q, req, token)) < 0 ||
-        curl_multi_add_handle(c->multi, q->easy) != CURLM_OK) {
+    if (!q->easy || (rc = setup_easy(c, q, req, token)) < 0) {
         req_free(q);
         return rc < 0 ? rc : DR_ENOMEM;
+    }
+    if (c->oauth2) {
+        /* Held until there is a token; started now if there is one. */
+        req_attach(&c->waiting, q);
+        c->inflight++;
+        start_waiting(c);
+        return 0;
+    }
+    if (curl_multi_add_handle(c->multi, q->easy) != CURLM_OK) {
+        req_free(q);
+        return DR_ENOMEM;
     }
     req_attach(&c->reqs, q);
     c->inflight++;
     return 0;
+}
+
+/* ---- requests waiting for an OAuth2 token -------------------------------------- */
+
+/* Sends q with `token`: its headers plus the Authorization line. */
+static int start_with_token(dr_http_client *c, http_req *q, const char *token)
+{
+    curl_slist_free_all(q->sent_headers);
+    q->sent_headers = NULL;
+    free(q->token);
+    q->token = strdup(token);
+    if (!q->token)
+        return DR_ENOMEM;
+    for (struct curl_slist *h = q->headers; h; h = h->next)
+        if (slist_add(&q->sent_headers, h->data) < 0)
+            return DR_ENOMEM;
+    dr_buf auth = {0};
+    int rc = dr_buf_printf(&auth, "Authorization: Bearer %s", token);
+    if (rc == 0)
+        rc = dr_buf_putc(&auth, '\0');
+    if (rc == 0)
+        rc = slist_add(&q->sent_headers, auth.p);
+    dr_buf_free(&auth);
+    if (rc < 0)
+        return rc;
+    curl_easy_setopt(q->easy, CURLOPT_HTTPHEADER, q->sent_headers);
+    if (curl_multi_add_handle(c->multi, q->easy) != CURLM_OK)
+        return DR_ENOMEM;
+    req_attach(&c->reqs, q);
+    return 0;
+}
+
+/* Starts the waiting requests while there is a token; when there is none,
+ * dr_oauth2 fetches one and calls on_oauth2_ready. */
+static void start_waiting(dr_http_client *c)
+{
+    while (c->waiting && !c->closing) {
+        const char *token = dr_oauth2_token(c->oauth2);
+        if (!token)
+            return;
+        http_req *q = c->waiting;
+        req_detach(q);
+        if (start_with_token(c, q, token) < 0) {
+            snprintf(q->error, sizeof q->error, "out of memory");
+            c->inflight--; /* fail_later counts it again */
+            fail_later(c, q);
+        }
+    }
+}
+
+static void on_oauth2_ready(void *ctx)
+{
+    start_waiting(ctx);
 }
 
 /* ---- closing -------------------------------------------------------------------- */
@@ -1093,6 +1224,10 @@ void dr_http_client_close(dr_http_client *c)
         finish_req(c->reqs, 0, "cancelled", 0);
     while (c->failed)
         finish_req(c->failed, 0, "cancelled", 0);
+    while (c->waiting)
+        finish_req(c->waiting, 0, "cancelled", 0);
+    dr_oauth2_close(c->oauth2);
+    c->oauth2 = NULL;
     maybe_teardown(c);
 }
 

@@ -6,6 +6,9 @@
  * the server offers it over TLS (ALPN). TLS verification is on unless
  * insecure_skip_verify says otherwise.
  *
+ * With an oauth2 map, requests carry the token of src/oauth2.c: they are
+ * held while there is none, and sent once more after a 401 with a new one.
+ *
  * Retries are not done here: the caller classifies each response with
  * dr_http_classify and hands the verdict to the core (dr_output_done), which
  * owns backoff.
@@ -18,7 +21,11 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include <sys/types.h>
+#include <time.h>
+
 #include "drover/plugin.h"
+#include "oauth2.h"
 
 typedef struct dr_http_client_conf {
     char *ca_file;   /* PEM bundle to verify the server; NULL: system store */
@@ -31,6 +38,7 @@ typedef struct dr_http_client_conf {
     char *password;
     char *bearer_token;          /* Authorization: Bearer ... */
     char *bearer_token_file;     /* read at first use and again whenever it changes */
+    dr_oauth2_conf oauth2;       /* OAuth2 client credentials when configured */
     dr_strlist headers;          /* "Name: value" sent with every request */
     int64_t timeout_ms;          /* whole request; 0: 30 s */
     int64_t connect_timeout_ms;  /* 0: 10 s */
@@ -92,12 +100,33 @@ dr_http_client *dr_http_client_new(uv_loop_t *loop, const dr_http_client_conf *c
 /* Starts a request. Returns 0, or a negative DR_E* without calling done. */
 int dr_http_client_send(dr_http_client *c, const dr_http_request *req, dr_http_done_fn done,
                         void *ctx);
-/* Requests in flight. */
+/* Gives the client's self-metrics and log lines (OAuth2's) an instance;
+ * outputs call it from their start. */
+void dr_http_client_instrument(dr_http_client *c, dr_instance *inst);
+/* Requests in flight (those waiting for an OAuth2 token included). */
 size_t dr_http_client_inflight(const dr_http_client *c);
 /* Ends every request in flight (done is called with status 0 and error
  * "cancelled") and frees the client once its handles are closed (run the
  * loop). */
 void dr_http_client_close(dr_http_client *c);
+
+/* A secret kept in a file (a bearer token, an OAuth2 client secret): read
+ * at first use and again whenever stat says the file changed, as
+ * Kubernetes rotates projected files by swapping them. */
+typedef struct dr_file_secret {
+    char *value; /* trimmed, one line, at most 16 KiB */
+    bool loaded;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} dr_file_secret;
+
+/* Sets *value to the file's current secret (valid until the next call).
+ * 0, or DR_EIO with err saying why, naming the file as `what`. */
+int dr_file_secret_read(dr_file_secret *s, const char *what, const char *path, const char **value,
+                        char *err, size_t errlen);
+void dr_file_secret_free(dr_file_secret *s);
 
 typedef enum {
     DR_HTTP_OK,    /* 2xx */

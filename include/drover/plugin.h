@@ -335,6 +335,10 @@ typedef struct dr_strlist {
 
 enum {
     DR_OPT_REQUIRED = 1u << 0,
+    /* Alternatives (ways to authenticate): of the options so flagged in one
+     * table, only those under one top-level key may be set; two keys set
+     * is a configuration error at the second one's position. */
+    DR_OPT_ONE_OF = 1u << 1,
 };
 
 typedef struct dr_option {

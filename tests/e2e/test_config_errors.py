@@ -208,7 +208,7 @@ outputs:
     ("    sigv4: {access_key: a, secret_key: b}", "sigv4: no region"),
     ("    sigv4: {region: r, access_key: a}", "access_key and secret_key go together"),
     ("    sigv4: {region: r, access_key: a, secret_key: b}\n    bearer_token: x",
-     "sigv4 cannot be used with basic or bearer authentication"),
+     "outputs[0].bearer_token: cannot be set with sigv4: choose one way to authenticate"),
     ("    sigv4: {region: r, acces_key: a}", "sigv4: unknown key \"acces_key\""),
 ])
 def test_sigv4_config_errors(drover_bin, tmp_path, extra, want):

@@ -889,3 +889,104 @@ void test_http_client_classify(void)
             fprintf(stderr, "  status %d\n", cases[i].status);
     }
 }
+
+/* ---- OAuth2 client credentials ------------------------------------------------------ */
+
+static const char token_answer[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                   "Content-Length: 39\r\n\r\n"
+                                   "{\"access_token\":\"t1\",\"expires_in\":3600}";
+
+static void oauth2_env(env *e, srv *tok, const char *backend_resp, char *token_url, size_t n)
+{
+    snprintf(token_url, n, "http://127.0.0.1:%d/token", tok->port);
+    dr_http_client_conf conf = {
+        .timeout_ms = 1500,
+        .oauth2 = {.client_id = "id", .client_secret = "sec", .token_url = token_url}};
+    env_start(e, SRV_RESPOND, backend_resp, &conf);
+}
+
+/* A request waits for the token; a 401 drops the token, a new one is
+ * fetched and the request sent once more; a second 401 is the answer. */
+void test_http_client_oauth2_token_and_401(void)
+{
+    srv tok;
+    srv_start(&tok, SRV_RESPOND, token_answer);
+    char token_url[128];
+    env e;
+    oauth2_env(&e, &tok, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n", token_url,
+               sizeof token_url);
+    result res = {0};
+    CHECK_INT(send_simple(&e, "POST", "x", 1, &res), 0);
+    CHECK_INT(dr_http_client_inflight(e.c), 1);
+    CHECK(run_until(&e, &res.calls, 1, 3000));
+    CHECK_INT(res.status, 401);
+    CHECK_INT(srv_get(&tok, &tok.requests), 2);
+    CHECK_INT(srv_get(&e.srv, &e.srv.requests), 2);
+    pthread_mutex_lock(&e.srv.mu);
+    CHECK(strstr(e.srv.last_head, "\r\nAuthorization: Bearer t1\r\n") != NULL);
+    pthread_mutex_unlock(&e.srv.mu);
+    pthread_mutex_lock(&tok.mu);
+    CHECK(strncmp(tok.last_head, "POST /token HTTP/1.1\r\n", 22) == 0);
+    CHECK(strstr(tok.last_head, "\r\nAuthorization: Basic aWQ6c2Vj\r\n") != NULL);
+    CHECK(strstr(tok.last_head, "\r\nContent-Type: application/x-www-form-urlencoded\r\n") != NULL);
+    CHECK_MEM(tok.last_body, tok.last_body_len, "grant_type=client_credentials", 29);
+    pthread_mutex_unlock(&tok.mu);
+    CHECK_INT(dr_http_client_inflight(e.c), 0);
+    env_finish(&e);
+    srv_stop(&tok);
+    free(res.body);
+}
+
+/* A token endpoint answering garbage: the request is held (not failed),
+ * and goes out once the endpoint answers well. */
+void test_http_client_oauth2_held_while_failing(void)
+{
+    srv tok;
+    srv_start(&tok, SRV_RESPOND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{{{{{");
+    char token_url[128];
+    env e;
+    oauth2_env(&e, &tok, "HTTP/1.1 204 No Content\r\n\r\n", token_url, sizeof token_url);
+    result res = {0};
+    CHECK_INT(send_simple(&e, "POST", "x", 1, &res), 0);
+    int never = 0;
+    run_until(&e, &never, 1, 300);
+    CHECK_INT(res.calls, 0);
+    CHECK_INT(dr_http_client_inflight(e.c), 1);
+    CHECK_INT(srv_get(&tok, &tok.requests), 1);
+    CHECK_INT(srv_get(&e.srv, &e.srv.requests), 0);
+    srv_set_response(&tok, token_answer, strlen(token_answer));
+    CHECK(run_until(&e, &res.calls, 1, 3000));
+    CHECK_INT(res.status, 204);
+    CHECK_INT(srv_get(&tok, &tok.requests), 2);
+    CHECK_INT(srv_get(&e.srv, &e.srv.requests), 1);
+    /* the token is kept: the next request needs no fetch */
+    CHECK_INT(send_simple(&e, "POST", "x", 1, &res), 0);
+    CHECK(run_until(&e, &res.calls, 2, 1900));
+    CHECK_INT(srv_get(&tok, &tok.requests), 2);
+    CHECK_INT(srv_get(&e.srv, &e.srv.requests), 2);
+    env_finish(&e);
+    srv_stop(&tok);
+    free(res.body);
+}
+
+/* Closing the client with a request held for a token cancels it. */
+void test_http_client_oauth2_close_while_held(void)
+{
+    srv tok;
+    srv_start(&tok, SRV_SILENT, NULL);
+    char token_url[128];
+    env e;
+    oauth2_env(&e, &tok, "HTTP/1.1 204 No Content\r\n\r\n", token_url, sizeof token_url);
+    result res = {0};
+    CHECK_INT(send_simple(&e, "POST", "x", 1, &res), 0);
+    int never = 0;
+    run_until(&e, &never, 1, 200);
+    CHECK_INT(res.calls, 0);
+    dr_http_client_close(e.c);
+    e.c = NULL;
+    CHECK_INT(res.calls, 1);
+    CHECK_STR(res.error, "cancelled");
+    env_finish(&e);
+    srv_stop(&tok);
+    free(res.body);
+}

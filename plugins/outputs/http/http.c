@@ -322,6 +322,7 @@ static int http_start(dr_instance *inst)
     http_state *st = inst->state;
     dr_ndjson_writer_init(&st->scratch, inst, DR_LINE_JSON);
     dr_http_stats_init(&st->stats, inst);
+    dr_http_client_instrument(st->client, inst);
     return 0;
 }
 

@@ -232,6 +232,7 @@ static int loki_start(dr_instance *inst)
 {
     loki_state *st = inst->state;
     dr_http_stats_init(&st->stats, inst);
+    dr_http_client_instrument(st->client, inst);
     st->invalid_utf8 =
         dr_counter_new(inst, "drover_output_invalid_utf8_records_total",
                        "Records whose invalid UTF-8 was replaced by U+FFFD.", NULL, NULL);

@@ -155,7 +155,7 @@ static const dr_option rw_options[] = {
      DR_OPT_NODE,
      offsetof(rw_conf, sigv4),
      NULL,
-     0,
+     DR_OPT_ONE_OF,
      {NULL},
      0,
      0,
@@ -166,8 +166,8 @@ static const dr_option rw_options[] = {
      "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; skipped when profile is set); the shared "
      "credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials) with profile, "
      "else AWS_PROFILE, else `default`, read again whenever the file changes. Every request "
-     "is signed as it is sent; role_arn is refused for now. Not with basic or bearer "
-     "authentication. `sigv4: {}` signs with what the environment gives."},
+     "is signed as it is sent; role_arn is refused for now. Not with basic, bearer or "
+     "oauth2 authentication. `sigv4: {}` signs with what the environment gives."},
     {.name = "",
      .type = DR_OPT_GROUP,
      .offset = offsetof(rw_conf, http),
@@ -768,6 +768,7 @@ static int rw_start(dr_instance *inst)
     if (!st->series)
         return DR_ENOMEM;
     dr_http_stats_init(&st->http_stats, inst);
+    dr_http_client_instrument(st->client, inst);
     create_metrics(st);
     uv_timer_init(inst->loop, &st->reshard_timer);
     st->reshard_timer.data = st;
@@ -906,8 +907,9 @@ const dr_plugin dr_plugin_remote_write = {
         "at a time and retries it alone (no answer, 5xx, 429) with backoff and Retry-After, so "
         "nothing is sent twice. Other 4xx answers drop the request's samples, counted by reason "
         "in drover_dropped_records_total. Authentication: basic, bearer (a token file re-read "
-        "when it changes), mutual TLS, or AWS SigV4 for Amazon Managed Service for Prometheus "
-        "(sigv4). Chunks are acknowledged only once every sample in them "
+        "when it changes), OAuth2 client credentials (oauth2: Grafana Cloud, Azure Monitor), "
+        "mutual TLS, or AWS SigV4 for Amazon Managed Service for Prometheus (sigv4). Chunks are "
+        "acknowledged only once every sample in them "
         "is accepted or dropped; while the queue (queue_max_bytes) is full, scrapes are skipped "
         "and counted. Self-metrics: drover_remote_write_* (samples in, sent, failed, retried, "
         "pending, shards, highest sent timestamp, bytes).",

@@ -119,8 +119,8 @@ int rw_sigv4_init(rw_state *st, dr_error *err)
         return DR_EINVAL;
     }
     if (st->conf->http.bearer_token || st->conf->http.bearer_token_file ||
-        st->conf->http.username) {
-        dr_error_set(err, "sigv4 cannot be used with basic or bearer authentication");
+        st->conf->http.username || dr_oauth2_configured(&st->conf->http.oauth2)) {
+        dr_error_set(err, "sigv4 cannot be used with basic, bearer or oauth2 authentication");
         return DR_EINVAL;
     }
     rw_sigv4 *s = calloc(1, sizeof *s);
