@@ -38,6 +38,7 @@ const core_sources = [_][]const u8{
     "src/sigv4.c",
     "src/aws_credentials.c",
     "src/aws_credential_answers.c",
+    "src/aws_provider.c",
     "src/relabel.c",
     "src/prw.c",
 };
