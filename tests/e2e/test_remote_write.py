@@ -628,3 +628,74 @@ def test_sigv4_temporary_credentials(start_drover, payloads, victoria, tmp_path)
             compare_eventually(produced(out), lambda: victoria.export('{job="%s"}' % name),
                                rel=VM_REL)
 
+
+
+@pytest.mark.time_limit(120)
+def test_sigv4_credential_fetch_failures(start_drover, payloads, victoria, tmp_path):
+    """Credentials that cannot be had: STS refuses the web identity token
+    (an ErrorResponse), the container endpoint answers garbage, then a
+    document with a field of the wrong type, then one too large. Each is
+    logged with what was wrong and counted; the writes wait, unsigned
+    requests are never sent, and once the source answers right everything
+    held is delivered."""
+    payloads.set("/metrics", Answer(b"# TYPE held_total counter\nheld_total 5\n"))
+    with AwsFakes() as fakes, SigV4Verifier(victoria.port, None, None, "eu-west-1", "aps") as v:
+        fakes.on_issue = v.allow
+        wi_token = tmp_path / "web-identity-token"
+        wi_token.write_text("a-token-sts-does-not-know")
+        good = tmp_path / "the-token-sts-knows"
+        good.write_text("eyJhbGciOiJSUzI1NiJ9.known.c2ln")
+        fakes.web_identity = {"RoleArn": "arn:aws:iam::123456789012:role/amp-writer",
+                              "RoleSessionName": "drover", "token_file": str(good)}
+        pod_token = tmp_path / "eks-pod-identity-token"
+        pod_token.write_text("eks-pod-identity-token-1")
+        fakes.container_token_file = str(pod_token)
+        fakes.fail_next["container"] = [
+            (200, b"<html><body>502 Bad Gateway</body></html>"),
+            (200, b'{"AccessKeyId": 1, "SecretAccessKey": "s", "Token": "t", '
+                  b'"Expiration": "2030-01-01T00:00:00Z"}'),
+            (200, b'{"pad": "' + b"x" * 100000 + b'"}'),
+        ]
+        runs = {}
+        for name, env in (
+                ("wi", aws_env(AWS_ROLE_ARN="arn:aws:iam::123456789012:role/amp-writer",
+                               AWS_WEB_IDENTITY_TOKEN_FILE=str(wi_token),
+                               AWS_ENDPOINT_URL_STS=fakes.sts_url)),
+                ("ctr", aws_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=fakes.container_url,
+                                AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(pod_token)))):
+            d_tmp = tmp_path / name
+            d_tmp.mkdir()
+            job = "- job_name: %s\n  static_configs: [{targets: [%s]}]\n" % (name,
+                                                                           payloads.address)
+            cfg, out = config(d_tmp, job, v.url, rw_extra="sigv4: {}\n")
+            runs[name] = (start_drover(cfg, name="drover-" + name, env=env), out)
+        for d, _ in runs.values():
+            d.wait_ready()
+        metric = "drover_aws_credentials_refresh_errors_total"
+        wi, ctr = runs["wi"][0], runs["ctr"][0]
+        wait_until(lambda: wi.metrics().get(metric, name="rw", source="web_identity") >= 2, 20,
+                   what="the refused web identity counted")
+        wait_until(lambda: fakes.issued.get("container"), 30,
+                   what="the container endpoint to answer right")
+        assert ctr.metrics().get(metric, name="rw", source="container") == 3
+        log = ctr.log_text()
+        assert "not a JSON object" in log and "no AccessKeyId" in log, log[-2000:]
+        assert "larger than" in log, log[-2000:]
+        assert "InvalidIdentityToken" in wi.log_text()
+        assert v.rejected == 0, v.reasons[:3]  # nothing unsigned was sent
+        assert not fakes.issued.get("web_identity")
+        time.sleep(2)  # the web identity drover holds its writes a while longer
+
+        wi_token.write_text(good.read_text())  # the kubelet projects a token STS knows
+        wait_until(lambda: fakes.issued.get("web_identity"), 30,
+                   what="web identity credentials after the token is right")
+        wait_until(lambda: all(v.signed_by.get(k[0], 0) > 0 for k in
+                               (fakes.issued["web_identity"], fakes.issued["container"])), 20,
+                   what="the held writes signed and accepted")
+        assert v.rejected == 0, v.reasons[:3]
+        for d, _ in runs.values():  # held, not failed
+            assert d.metrics().get("drover_remote_write_retries_total", name="rw") == 0
+        for name, (d, out) in runs.items():
+            stop_scraping(d)
+            compare_eventually(produced(out), lambda: victoria.export('{job="%s"}' % name),
+                               rel=VM_REL)
