@@ -123,6 +123,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_kube_sd.c",
     "tests/unit/test_sigv4.c",
     "tests/unit/test_aws_answers.c",
+    "tests/unit/test_aws_provider.c",
     "tests/unit/test_expo.c",
     "tests/unit/test_expo_proto.c",
     "tests/unit/test_relabel.c",

@@ -111,10 +111,7 @@ const char *dr_aws_source_name(dr_aws_source s)
     return "static";
 }
 
-/* The host of an http:// URL may be one the SDKs allow without TLS: a
- * loopback address, or the link-local addresses of ECS and EKS Pod
- * Identity. */
-static bool container_host_allowed(const char *url)
+bool dr_aws_container_url_allowed(const char *url)
 {
     if (strncasecmp(url, "https://", 8) == 0)
         return true;
@@ -159,7 +156,7 @@ static int read_container_env(dr_aws_provider *p, dr_error *err)
         free(rel);
     } else {
         p->container_url = dr_aws_env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
-        if (p->container_url && !container_host_allowed(p->container_url)) {
+        if (p->container_url && !dr_aws_container_url_allowed(p->container_url)) {
             dr_error_set(err, "AWS_CONTAINER_CREDENTIALS_FULL_URI: over http only a loopback "
                               "host, 169.254.170.2, 169.254.170.23 or fd00:ec2::23 is allowed");
             return DR_EINVAL;
@@ -460,8 +457,7 @@ static void on_timer(uv_timer_t *t)
     fetch_begin(t->data);
 }
 
-/* When to fetch again credentials that expire at expires_ms. */
-static int64_t refresh_delay_ms(int64_t expires_ms, int64_t now_ms)
+int64_t dr_aws_refresh_delay_ms(int64_t expires_ms, int64_t now_ms)
 {
     int64_t left = expires_ms - now_ms;
     int64_t d = left > 3 * REFRESH_BEFORE_MS ? left - REFRESH_BEFORE_MS : left * 4 / 5;
@@ -475,7 +471,7 @@ static void got_credentials(dr_aws_provider *p, dr_aws_creds *c)
     memset(c, 0, sizeof *c);
     p->retry_ms = 0;
     int64_t now = dr_now_ns() / 1000000;
-    int64_t delay = refresh_delay_ms(p->current.expires_ms, now);
+    int64_t delay = dr_aws_refresh_delay_ms(p->current.expires_ms, now);
     dr_counter_add(p->refreshes, 1);
     dr_gauge_set(p->expiry, (double)p->current.expires_ms / 1000.0);
     dr_log(p->inst, DR_LOG_INFO, "aws credentials fetched",

@@ -31,6 +31,7 @@
 #define DROVER_AWS_PROVIDER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "aws_credentials.h"
 #include "drover/plugin.h"
@@ -46,6 +47,17 @@ typedef enum {
 bool dr_aws_web_identity_configured(void);
 bool dr_aws_container_configured(void);
 bool dr_aws_imds_enabled(void); /* AWS_EC2_METADATA_DISABLED is not "true" */
+
+/* Whether container credentials may be fetched from url: any https URL;
+ * over http only a loopback host (127.0.0.0/8, localhost, [::1]) or the
+ * link-local hosts of ECS and EKS Pod Identity (169.254.170.2,
+ * 169.254.170.23, [fd00:ec2::23]), as the SDKs allow. */
+bool dr_aws_container_url_allowed(const char *url);
+
+/* How long to wait before fetching again credentials that expire at
+ * expires_ms: until 5 minutes before, or 80% of what is left when that is
+ * under 15 minutes; 1 s at least. */
+int64_t dr_aws_refresh_delay_ms(int64_t expires_ms, int64_t now_ms);
 
 typedef struct dr_aws_provider_conf {
     dr_aws_source source;
