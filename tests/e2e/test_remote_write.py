@@ -662,7 +662,7 @@ def test_sigv4_credential_fetch_failures(start_drover, payloads, victoria, tmp_p
                                AWS_WEB_IDENTITY_TOKEN_FILE=str(wi_token),
                                AWS_ENDPOINT_URL_STS=fakes.sts_url)),
                 ("ctr", aws_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=fakes.container_url,
-                                AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(pod_token)))):
+                                AWS_CONTAINER_AUTHORIZATION_TOKEN=pod_token.read_text()))):
             d_tmp = tmp_path / name
             d_tmp.mkdir()
             job = "- job_name: %s\n  static_configs: [{targets: [%s]}]\n" % (name,
@@ -699,3 +699,42 @@ def test_sigv4_credential_fetch_failures(start_drover, payloads, victoria, tmp_p
             stop_scraping(d)
             compare_eventually(produced(out), lambda: victoria.export('{job="%s"}' % name),
                                rel=VM_REL)
+
+
+@pytest.mark.time_limit(90)
+def test_sigv4_role_assumed_over_web_identity(start_drover, payloads, victoria, tmp_path):
+    """role_arn on top of web identity: the web identity's temporary
+    credentials sign STS AssumeRole (their session token signed too, checked
+    by the fake STS), and only the assumed role's credentials sign the
+    writes."""
+    payloads.set("/metrics", Answer(b"# TYPE chained_total counter\nchained_total 2\n"))
+    with AwsFakes() as fakes, SigV4Verifier(victoria.port, None, None, "eu-west-1", "aps") as v:
+        def issued(ak: str, sk: str, token: str) -> None:
+            v.allow(ak, sk, token)
+            fakes.assume_role_checker.allow(ak, sk, token)
+
+        fakes.on_issue = issued
+        wi_token = tmp_path / "web-identity-token"
+        wi_token.write_text("eyJhbGciOiJSUzI1NiJ9.chained.c2ln")
+        fakes.web_identity = {"RoleArn": "arn:aws:iam::123456789012:role/irsa",
+                              "RoleSessionName": "drover", "token_file": str(wi_token)}
+        fakes.assume_role = {"RoleArn": "arn:aws:iam::210987654321:role/amp-writer",
+                             "RoleSessionName": "drover", "ExternalId": None}
+        job = "- job_name: chained\n  static_configs: [{targets: [%s]}]\n" % payloads.address
+        cfg, out = config(tmp_path, job, v.url, rw_extra=(
+            "sigv4: {role_arn: \"arn:aws:iam::210987654321:role/amp-writer\"}\n"))
+        d = start_drover(cfg, env=aws_env(AWS_ROLE_ARN="arn:aws:iam::123456789012:role/irsa",
+                                          AWS_WEB_IDENTITY_TOKEN_FILE=str(wi_token),
+                                          AWS_ENDPOINT_URL_STS=fakes.sts_url))
+        d.wait_ready()
+        wait_until(lambda: any(v.signed_by.get(k) for k in fakes.issued.get("assume_role", [])),
+                   20, what="writes signed with the assumed role's credentials")
+        assert fakes.refusals == [], fakes.refusals[:3]
+        assert v.rejected == 0, v.reasons[:3]
+        assert not any(k in v.signed_by for k in fakes.issued["web_identity"])
+        signed_sts = [h for src, _, _, h, b in fakes.requests
+                      if src == "sts" and b.startswith(b"Action=AssumeRole&")]
+        assert signed_sts and all("X-Amz-Security-Token" in h for h in signed_sts)
+        stop_scraping(d)
+        compare_eventually(produced(out), lambda: victoria.export('{job="chained"}'), rel=VM_REL)
+
