@@ -38,6 +38,8 @@ const core_sources = [_][]const u8{
     "src/md5.c",
     "src/sigv4.c",
     "src/aws_credentials.c",
+    "src/aws_credential_answers.c",
+    "src/aws_provider.c",
     "src/relabel.c",
     "src/prw.c",
 };
@@ -126,6 +128,8 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_scrape_cache.c",
     "tests/unit/test_kube_sd.c",
     "tests/unit/test_sigv4.c",
+    "tests/unit/test_aws_answers.c",
+    "tests/unit/test_aws_provider.c",
     "tests/unit/test_expo.c",
     "tests/unit/test_expo_proto.c",
     "tests/unit/test_relabel.c",

@@ -11,6 +11,7 @@
 
 typedef struct dr_aws_creds {
     char *access_key, *secret_key, *session_token; /* the token may be NULL */
+    int64_t expires_ms;                            /* Unix milliseconds; 0: they do not expire */
 } dr_aws_creds;
 
 void dr_aws_creds_free(dr_aws_creds *c);

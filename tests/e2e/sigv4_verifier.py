@@ -8,6 +8,9 @@ scope or the date is wrong, and forwards the request otherwise.
     with SigV4Verifier(upstream_port, access_key, secret_key, "eu-west-1", "aps") as v:
         v.url          # http://127.0.0.1:PORT/api/v1/write
         v.accepted, v.rejected, v.reasons
+        v.allow(access_key, secret_key, session_token)   # temporary credentials too
+
+check() alone serves other services' fakes (an STS that demands SigV4).
 """
 
 from __future__ import annotations
@@ -63,12 +66,16 @@ class SigV4Verifier:
     def __init__(self, upstream_port: int, access_key: str, secret_key: str, region: str,
                  service: str):
         self.upstream = "http://%s:%d" % (HOST, upstream_port)
-        self.access_key, self.secret_key = access_key, secret_key
+        # access key -> (secret key, the session token it must come with, or None)
+        self.keys: dict[str, tuple[str, str | None]] = {}
+        if access_key:
+            self.keys[access_key] = (secret_key, None)
         self.region, self.service = region, service
         self.accepted = 0
         self.rejected = 0
         self.reasons: list[str] = []
         self.tokens: set[str] = set()
+        self.signed_by: dict[str, int] = {}  # well-signed requests by access key
         self.lock = threading.Lock()
         verifier = self
 
@@ -116,6 +123,12 @@ class SigV4Verifier:
         self.server.server_close()
         self.thread.join(10)
 
+    def allow(self, access_key: str, secret_key: str, session_token: str | None = None) -> None:
+        """Temporary credentials handed out: requests signed with them are
+        accepted, and only with their own session token."""
+        with self.lock:
+            self.keys[access_key] = (secret_key, session_token)
+
     def check(self, h, body: bytes) -> str:
         """Why the request is refused, or ""."""
         auth = h.headers.get("Authorization", "")
@@ -123,8 +136,10 @@ class SigV4Verifier:
             return "no SigV4 Authorization header"
         fields = dict(f.strip().split("=", 1) for f in auth[len("AWS4-HMAC-SHA256 "):].split(","))
         cred = fields.get("Credential", "").split("/")
-        if len(cred) != 5 or cred[0] != self.access_key or cred[2:] != [self.region, self.service,
-                                                                        "aws4_request"]:
+        with self.lock:
+            secret_key, want_token = self.keys.get(cred[0], (None, None))
+        if len(cred) != 5 or secret_key is None or cred[2:] != [self.region, self.service,
+                                                                "aws4_request"]:
             return "wrong credential scope %s" % fields.get("Credential")
         amz_date = h.headers.get("X-Amz-Date", "")
         try:
@@ -149,16 +164,20 @@ class SigV4Verifier:
                           "\n".join(lines) + "\n", ";".join(signed), _sha256(body)])
         scope = "%s/%s/%s/aws4_request" % (cred[1], self.region, self.service)
         sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, _sha256(creq.encode())])
-        key = _hmac(("AWS4" + self.secret_key).encode(), cred[1])
+        key = _hmac(("AWS4" + secret_key).encode(), cred[1])
         for part in (self.region, self.service, "aws4_request"):
             key = _hmac(key, part)
         want = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, fields.get("Signature", "")):
             return "signature does not match"
         token = h.headers.get("X-Amz-Security-Token")
-        if token:
-            with self.lock:
+        if want_token is not None and (token != want_token or
+                                       "x-amz-security-token" not in signed):
+            return "the session token of %s is missing, wrong or not signed" % cred[0]
+        with self.lock:
+            if token:
                 self.tokens.add(token)
+            self.signed_by[cred[0]] = self.signed_by.get(cred[0], 0) + 1
         return ""
 
     def forward(self, h, body: bytes) -> tuple[int, bytes]:

@@ -200,22 +200,34 @@ outputs:
 """
 
 
-@pytest.mark.parametrize("extra, want", [
-    ("    sigv4: {region: eu-west-1, role_arn: arn:aws:iam::1:role/r}",
-     "sigv4.role_arn: not supported yet"),
-    ("    sigv4: {region: eu-west-1, profile: p}", "no profile [p]"),
-    ("    sigv4: {region: eu-west-1}", "sigv4: no credentials"),
-    ("    sigv4: {access_key: a, secret_key: b}", "sigv4: no region"),
-    ("    sigv4: {region: r, access_key: a}", "access_key and secret_key go together"),
-    ("    sigv4: {region: r, access_key: a, secret_key: b}\n    bearer_token: x",
+@pytest.mark.parametrize("extra, more_env, want", [
+    ("    sigv4: {region: eu-west-1, use_fips_sts_endpoint: true}", {},
+     "sigv4.use_fips_sts_endpoint: not supported yet"),
+    ("    sigv4: {region: eu-west-1, profile: p}", {}, "no profile [p]"),
+    ("    sigv4: {region: eu-west-1}", {}, "sigv4: no credentials"),
+    ("    sigv4: {access_key: a, secret_key: b}", {}, "sigv4: no region"),
+    ("    sigv4: {region: r, access_key: a}", {}, "access_key and secret_key go together"),
+    ("    sigv4: {region: r, access_key: a, secret_key: b}\n    bearer_token: x", {},
      "outputs[0].bearer_token: cannot be set with sigv4: choose one way to authenticate"),
-    ("    sigv4: {region: r, acces_key: a}", "sigv4: unknown key \"acces_key\""),
+    ("    sigv4: {region: r, acces_key: a}", {}, "sigv4: unknown key \"acces_key\""),
+    ("    sigv4: {region: r, access_key: a, secret_key: b, external_id: x}", {},
+     "external_id and role_session_name go with role_arn"),
+    # container credentials over plain http only from loopback or the link-local hosts
+    ("    sigv4: {region: r}", {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://example.com/creds"},
+     "over http only a loopback host"),
+    ("    sigv4: {region: r}", {"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1.example/"},
+     "over http only a loopback host"),
 ])
-def test_sigv4_config_errors(drover_bin, tmp_path, extra, want):
+def test_sigv4_config_errors(drover_bin, tmp_path, extra, more_env, want):
     p = tmp_path / "sigv4.yaml"
     p.write_text(SIGV4_CONFIG % extra)
     env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-                           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+                           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                           "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                           "AWS_CONTAINER_CREDENTIALS_FULL_URI")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"  # no instance to ask here
+    env.update(more_env)
     creds = tmp_path / "credentials"  # a file without profile p, and no keys anywhere else
     creds.write_text("[other]\naws_access_key_id = a\naws_secret_access_key = b\n")
     env["AWS_SHARED_CREDENTIALS_FILE"] = str(creds) if "profile" in extra else str(

@@ -19,12 +19,14 @@ import json
 import math
 import os
 import time
+import urllib.parse
 
 import pytest
 
 from drover_e2e import HOST, OutputFile, wait_until, yaml_str
 from faultproxy import FaultProxy
 from sigv4_verifier import SigV4Verifier
+from aws_fakes import AwsFakes
 from metrics_servers import (Answer, indent, node_exporter, payloads, prometheus,  # noqa: F401
                              read_fixture, record_value, start_prometheus3, victoria)
 
@@ -510,3 +512,229 @@ def test_sigv4_signed_requests(start_drover, payloads, victoria, tmp_path):
         assert "signature does not match" in v.reasons
         assert d.metrics().get("drover_remote_write_retries_total", name="rw") == 0
         stop_scraping(d)
+
+
+def aws_env(**kv: str) -> dict:
+    """The environment without any AWS_* of the machine's, plus kv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_REGION="eu-west-1", AWS_SHARED_CREDENTIALS_FILE="/nonexistent/credentials")
+    env.update(kv)
+    return env
+
+
+@pytest.mark.time_limit(175)
+def test_sigv4_temporary_credentials(start_drover, payloads, victoria, tmp_path):
+    """The credential chain's network sources, each in its own drover at
+    once: web identity (STS AssumeRoleWithWebIdentity), container
+    credentials (EKS Pod Identity), IMDSv2, and a role assumed with STS
+    AssumeRole over static keys. The fakes hand out credentials that live
+    60 s, so each is fetched again while the test runs; every remote-write
+    request must be signed with credentials handed out and with their own
+    session token. IMDS fails its first answer (the sends wait, then go)
+    and the container endpoint its first refresh (the old credentials keep
+    signing); both are counted and nothing is lost."""
+    payloads.set("/metrics", Answer(b"# TYPE tmp_total counter\ntmp_total 3\n"))
+    with AwsFakes() as fakes, SigV4Verifier(victoria.port, None, None, "eu-west-1", "aps") as v:
+        fakes.on_issue = v.allow
+        fakes.lifetime_s = 60
+        wi_token = tmp_path / "web-identity-token"
+        wi_token.write_text("eyJhbGciOiJSUzI1NiJ9.first-projected-token.c2ln\n")
+        fakes.web_identity = {"RoleArn": "arn:aws:iam::123456789012:role/amp-writer",
+                              "RoleSessionName": "node-1", "token_file": str(wi_token)}
+        pod_token = tmp_path / "eks-pod-identity-token"
+        pod_token.write_text("eks-pod-identity-token-1")
+        fakes.container_token_file = str(pod_token)
+        fakes.assume_role_checker.allow("AKIDSOURCE", "source/secret+key")
+        fakes.assume_role = {"RoleArn": "arn:aws:iam::123456789012:role/cross-account",
+                             "RoleSessionName": "drover-amp", "ExternalId": "ext-42"}
+        fakes.fail_next["imds"] = [(503, b"")]
+
+        runs = {}
+
+        def run(name: str, rw_extra: str, env: dict) -> None:
+            d_tmp = tmp_path / name
+            d_tmp.mkdir()
+            job = "- job_name: %s\n  static_configs: [{targets: [%s]}]\n" % (name,
+                                                                             payloads.address)
+            cfg, out = config(d_tmp, job, v.url, rw_extra=rw_extra)
+            runs[name] = (start_drover(cfg, name="drover-" + name, env=env), out)
+
+        run("wi", "sigv4: {}\n", aws_env(
+            AWS_ROLE_ARN="arn:aws:iam::123456789012:role/amp-writer",
+            AWS_WEB_IDENTITY_TOKEN_FILE=str(wi_token), AWS_ROLE_SESSION_NAME="node-1",
+            AWS_ENDPOINT_URL_STS=fakes.sts_url))
+        run("ctr", "sigv4: {}\n", aws_env(
+            AWS_CONTAINER_CREDENTIALS_FULL_URI=fakes.container_url,
+            AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(pod_token)))
+        run("imds", "sigv4: {region: eu-west-1}\n", aws_env(
+            AWS_EC2_METADATA_SERVICE_ENDPOINT=fakes.imds_url))
+        run("role", "sigv4: {access_key: AKIDSOURCE, secret_key: \"source/secret+key\", "
+            "role_arn: \"arn:aws:iam::123456789012:role/cross-account\", external_id: ext-42, "
+            "role_session_name: drover-amp, sts_endpoint: \"%s\"}\n" % fakes.sts_url, aws_env())
+        for d, _ in runs.values():
+            d.wait_ready()
+
+        sources = ("web_identity", "container", "imds", "assume_role")
+
+        def signed_with(source: str, n: int) -> bool:
+            keys = fakes.issued.get(source, [])
+            return len(keys) > n and v.signed_by.get(keys[n], 0) > 0
+
+        wait_until(lambda: all(signed_with(s, 0) for s in sources), 30,
+                   what="requests signed with each source's first credentials")
+        # the refreshes: a new projected token, a container endpoint that fails once
+        wi_token.write_text("eyJhbGciOiJSUzI1NiJ9.rotated-projected-token.c2ln\n")
+        fakes.fail_next["container"] = [(500, b"internal error")]
+        wait_until(lambda: all(signed_with(s, 1) for s in sources), 90,
+                   what="requests signed with each source's refreshed credentials")
+        assert v.rejected == 0, v.reasons[:3]
+        assert fakes.refusals == [], fakes.refusals[:3]
+        # a role assumed signs with the role's keys, never the source's
+        assert "AKIDSOURCE" not in v.signed_by
+
+        # the requests the fakes got
+        imds = [(m, p, h) for src, m, p, h, _ in fakes.requests if src == "imds"]
+        assert imds[0][:2] == ("PUT", "/latest/api/token")
+        assert all("X-aws-ec2-metadata-token-ttl-seconds" in h for m, _, h in imds if m == "PUT")
+        assert ("GET", "/latest/meta-data/iam/security-credentials/eks-node-role") in [
+            (m, p) for m, p, _ in imds]
+        tokens = [urllib.parse.parse_qs(b.decode())["WebIdentityToken"][0]
+                  for src, _, _, h, b in fakes.requests
+                  if src == "sts" and b"AssumeRoleWithWebIdentity" in b]
+        assert "eyJhbGciOiJSUzI1NiJ9.rotated-projected-token.c2ln" in tokens, tokens
+        assert all("Authorization" not in h for src, _, _, h, b in fakes.requests
+                   if src == "sts" and b"AssumeRoleWithWebIdentity" in b)
+        assert all(h.get("Authorization") == "eks-pod-identity-token-1"
+                   for src, _, _, h, _ in fakes.requests if src == "container")
+
+        # self-metrics and the log
+        metric = "drover_aws_credentials_refresh_errors_total"
+        m = {name: d.metrics() for name, (d, _) in runs.items()}
+        assert m["imds"].get(metric, name="rw", source="imds") >= 1
+        assert m["ctr"].get(metric, name="rw", source="container") >= 1
+        assert m["wi"].get(metric, name="rw") == 0
+        assert m["role"].get(metric, name="rw") == 0
+        for name in runs:
+            assert m[name].get("drover_aws_credentials_refreshes_total", name="rw") >= 2, name
+            assert m[name].get("drover_aws_credentials_expiry_timestamp_seconds",
+                               name="rw") > time.time(), name
+            # the sends waited for credentials: none failed for want of them
+            assert m[name].get("drover_remote_write_retries_total", name="rw") == 0, name
+        assert "aws credentials: fetch failed" in runs["imds"][0].log_text()
+        assert "aws credentials: fetch failed" in runs["ctr"][0].log_text()
+
+        for name, (d, out) in runs.items():
+            stop_scraping(d)
+            compare_eventually(produced(out), lambda: victoria.export('{job="%s"}' % name),
+                               rel=VM_REL)
+
+
+
+@pytest.mark.time_limit(120)
+def test_sigv4_credential_fetch_failures(start_drover, payloads, victoria, tmp_path):
+    """Credentials that cannot be had: STS refuses the web identity token
+    (an ErrorResponse), the container endpoint answers garbage, then a
+    document with a field of the wrong type, then one too large. Each is
+    logged with what was wrong and counted; the writes wait, unsigned
+    requests are never sent, and once the source answers right everything
+    held is delivered."""
+    payloads.set("/metrics", Answer(b"# TYPE held_total counter\nheld_total 5\n"))
+    with AwsFakes() as fakes, SigV4Verifier(victoria.port, None, None, "eu-west-1", "aps") as v:
+        fakes.on_issue = v.allow
+        wi_token = tmp_path / "web-identity-token"
+        wi_token.write_text("a-token-sts-does-not-know")
+        good = tmp_path / "the-token-sts-knows"
+        good.write_text("eyJhbGciOiJSUzI1NiJ9.known.c2ln")
+        fakes.web_identity = {"RoleArn": "arn:aws:iam::123456789012:role/amp-writer",
+                              "RoleSessionName": "drover", "token_file": str(good)}
+        pod_token = tmp_path / "eks-pod-identity-token"
+        pod_token.write_text("eks-pod-identity-token-1")
+        fakes.container_token_file = str(pod_token)
+        fakes.fail_next["container"] = [
+            (200, b"<html><body>502 Bad Gateway</body></html>"),
+            (200, b'{"AccessKeyId": 1, "SecretAccessKey": "s", "Token": "t", '
+                  b'"Expiration": "2030-01-01T00:00:00Z"}'),
+            (200, b'{"pad": "' + b"x" * 100000 + b'"}'),
+        ]
+        runs = {}
+        for name, env in (
+                ("wi", aws_env(AWS_ROLE_ARN="arn:aws:iam::123456789012:role/amp-writer",
+                               AWS_WEB_IDENTITY_TOKEN_FILE=str(wi_token),
+                               AWS_ENDPOINT_URL_STS=fakes.sts_url)),
+                ("ctr", aws_env(AWS_CONTAINER_CREDENTIALS_FULL_URI=fakes.container_url,
+                                AWS_CONTAINER_AUTHORIZATION_TOKEN=pod_token.read_text()))):
+            d_tmp = tmp_path / name
+            d_tmp.mkdir()
+            job = "- job_name: %s\n  static_configs: [{targets: [%s]}]\n" % (name,
+                                                                           payloads.address)
+            cfg, out = config(d_tmp, job, v.url, rw_extra="sigv4: {}\n")
+            runs[name] = (start_drover(cfg, name="drover-" + name, env=env), out)
+        for d, _ in runs.values():
+            d.wait_ready()
+        metric = "drover_aws_credentials_refresh_errors_total"
+        wi, ctr = runs["wi"][0], runs["ctr"][0]
+        wait_until(lambda: wi.metrics().get(metric, name="rw", source="web_identity") >= 2, 20,
+                   what="the refused web identity counted")
+        wait_until(lambda: fakes.issued.get("container"), 30,
+                   what="the container endpoint to answer right")
+        assert ctr.metrics().get(metric, name="rw", source="container") == 3
+        log = ctr.log_text()
+        assert "not a JSON object" in log and "no AccessKeyId" in log, log[-2000:]
+        assert "larger than" in log, log[-2000:]
+        assert "InvalidIdentityToken" in wi.log_text()
+        assert v.rejected == 0, v.reasons[:3]  # nothing unsigned was sent
+        assert not fakes.issued.get("web_identity")
+        time.sleep(2)  # the web identity drover holds its writes a while longer
+
+        wi_token.write_text(good.read_text())  # the kubelet projects a token STS knows
+        wait_until(lambda: fakes.issued.get("web_identity"), 30,
+                   what="web identity credentials after the token is right")
+        wait_until(lambda: all(v.signed_by.get(k[0], 0) > 0 for k in
+                               (fakes.issued["web_identity"], fakes.issued["container"])), 20,
+                   what="the held writes signed and accepted")
+        assert v.rejected == 0, v.reasons[:3]
+        for d, _ in runs.values():  # held, not failed
+            assert d.metrics().get("drover_remote_write_retries_total", name="rw") == 0
+        for name, (d, out) in runs.items():
+            stop_scraping(d)
+            compare_eventually(produced(out), lambda: victoria.export('{job="%s"}' % name),
+                               rel=VM_REL)
+
+
+@pytest.mark.time_limit(90)
+def test_sigv4_role_assumed_over_web_identity(start_drover, payloads, victoria, tmp_path):
+    """role_arn on top of web identity: the web identity's temporary
+    credentials sign STS AssumeRole (their session token signed too, checked
+    by the fake STS), and only the assumed role's credentials sign the
+    writes."""
+    payloads.set("/metrics", Answer(b"# TYPE chained_total counter\nchained_total 2\n"))
+    with AwsFakes() as fakes, SigV4Verifier(victoria.port, None, None, "eu-west-1", "aps") as v:
+        def issued(ak: str, sk: str, token: str) -> None:
+            v.allow(ak, sk, token)
+            fakes.assume_role_checker.allow(ak, sk, token)
+
+        fakes.on_issue = issued
+        wi_token = tmp_path / "web-identity-token"
+        wi_token.write_text("eyJhbGciOiJSUzI1NiJ9.chained.c2ln")
+        fakes.web_identity = {"RoleArn": "arn:aws:iam::123456789012:role/irsa",
+                              "RoleSessionName": "drover", "token_file": str(wi_token)}
+        fakes.assume_role = {"RoleArn": "arn:aws:iam::210987654321:role/amp-writer",
+                             "RoleSessionName": "drover", "ExternalId": None}
+        job = "- job_name: chained\n  static_configs: [{targets: [%s]}]\n" % payloads.address
+        cfg, out = config(tmp_path, job, v.url, rw_extra=(
+            "sigv4: {role_arn: \"arn:aws:iam::210987654321:role/amp-writer\"}\n"))
+        d = start_drover(cfg, env=aws_env(AWS_ROLE_ARN="arn:aws:iam::123456789012:role/irsa",
+                                          AWS_WEB_IDENTITY_TOKEN_FILE=str(wi_token),
+                                          AWS_ENDPOINT_URL_STS=fakes.sts_url))
+        d.wait_ready()
+        wait_until(lambda: any(v.signed_by.get(k) for k in fakes.issued.get("assume_role", [])),
+                   20, what="writes signed with the assumed role's credentials")
+        assert fakes.refusals == [], fakes.refusals[:3]
+        assert v.rejected == 0, v.reasons[:3]
+        assert not any(k in v.signed_by for k in fakes.issued["web_identity"])
+        signed_sts = [h for src, _, _, h, b in fakes.requests
+                      if src == "sts" and b.startswith(b"Action=AssumeRole&")]
+        assert signed_sts and all("X-Amz-Security-Token" in h for h in signed_sts)
+        stop_scraping(d)
+        compare_eventually(produced(out), lambda: victoria.export('{job="chained"}'), rel=VM_REL)
+

@@ -161,13 +161,25 @@ static const dr_option rw_options[] = {
      0,
      "AWS Signature Version 4 for Amazon Managed Service for Prometheus, as Prometheus' "
      "remote_write has it: a map of region (unset: AWS_REGION, then AWS_DEFAULT_REGION), "
-     "access_key and secret_key, profile, and service (`aps`). Credentials, the first source "
-     "that has them: access_key and secret_key; the environment (AWS_ACCESS_KEY_ID, "
-     "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN; skipped when profile is set); the shared "
-     "credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials) with profile, "
-     "else AWS_PROFILE, else `default`, read again whenever the file changes. Every request "
-     "is signed as it is sent; role_arn is refused for now. Not with basic, bearer or "
-     "oauth2 authentication. `sigv4: {}` signs with what the environment gives."},
+     "access_key and secret_key (unset: the credential chain), profile (unset: AWS_PROFILE, "
+     "then `default`), service (`aps`), role_arn (unset: none; a role assumed with STS "
+     "AssumeRole signed with the chain's credentials), external_id (unset: none) and "
+     "role_session_name (`drover`) for that role, sts_endpoint (unset: AWS_ENDPOINT_URL_STS, "
+     "then https://sts.REGION.amazonaws.com) and imds_endpoint (unset: "
+     "AWS_EC2_METADATA_SERVICE_ENDPOINT, then http://169.254.169.254). The credential chain, "
+     "in the AWS SDKs' order: access_key and secret_key; the environment (AWS_ACCESS_KEY_ID, "
+     "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); web identity (AWS_ROLE_ARN, "
+     "AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_SESSION_NAME: STS AssumeRoleWithWebIdentity); the "
+     "shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials) and its "
+     "profile, read again whenever the file changes; container credentials "
+     "(AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI, with "
+     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN: EKS Pod Identity, ECS); IMDSv2 unless "
+     "AWS_EC2_METADATA_DISABLED is true. A profile given skips the environment and web "
+     "identity. Temporary credentials are fetched in the background and again before they "
+     "expire; requests wait for the first ones; a failed fetch is retried with backoff and "
+     "counted in drover_aws_credentials_refresh_errors_total{source}, the old credentials "
+     "signing until they expire. Every request is signed as it is sent. Not with basic, "
+     "bearer or oauth2 authentication. `sigv4: {}` signs with what the chain finds."},
     {.name = "",
      .type = DR_OPT_GROUP,
      .offset = offsetof(rw_conf, http),
@@ -773,7 +785,7 @@ static int rw_start(dr_instance *inst)
     uv_timer_init(inst->loop, &st->reshard_timer);
     st->reshard_timer.data = st;
     st->open_handles++;
-    if (rw_shards_init(st) != 0)
+    if (rw_shards_init(st) != 0 || rw_sigv4_start(st) != 0)
         return DR_ENOMEM;
     uv_timer_start(&st->reshard_timer, rw_reshard_tick, RW_RESHARD_MS, RW_RESHARD_MS);
     return 0;

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "aws_credentials.h"
+#include "aws_provider.h"
 #include "buf.h"
 #include "drover/plugin.h"
 #include "http_client.h"
@@ -57,6 +58,9 @@ typedef struct rw_sigv4 {
     char *file, *profile;
     struct timespec file_mtime;
     int64_t file_checked_ms;
+    /* temporary credentials (web identity, container, IMDS) or a role
+     * assumed: fetched in the background; NULL: creds above sign */
+    dr_aws_provider *provider;
     char *host, *path, *query; /* of the url */
     /* the headers signing adds to the request being sent (copied by the
      * HTTP client at once, so one set serves every shard) */
@@ -161,6 +165,8 @@ struct rw_state {
 int rw_shards_init(rw_state *st);
 /* Queues a request on a shard and starts it when the shard is idle. */
 void rw_shard_push(rw_shard *sh, rw_request *req);
+/* Starts every idle shard that has requests (credentials arrived). */
+void rw_shards_kick_all(rw_state *st);
 /* True when no shard has anything queued or in flight. */
 bool rw_shards_idle(const rw_state *st);
 void rw_request_free(rw_state *st, rw_request *req);
@@ -182,9 +188,13 @@ void rw_release_held(rw_state *st);
  * off or ready, else DR_EINVAL with err. */
 int rw_sigv4_init(rw_state *st, dr_error *err);
 void rw_sigv4_free(rw_sigv4 *s);
+/* Starts fetching temporary credentials, if the chain ended on a source
+ * that needs it; 0 or a DR_E* code. */
+int rw_sigv4_start(rw_state *st);
 /* Appends Host, X-Amz-Date, X-Amz-Security-Token (temporary credentials)
  * and Authorization to headers[0..*nh) (room for cap, NULL-terminated),
- * signed over them and the body. */
+ * signed over them and the body. DR_EAGAIN while there are no credentials
+ * yet (the request waits: the shards are kicked when they come). */
 int rw_sigv4_sign(rw_state *st, const char **headers, size_t *nh, size_t cap, const void *body,
                   size_t body_len);
 

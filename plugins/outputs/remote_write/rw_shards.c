@@ -255,8 +255,12 @@ static void send_head(rw_shard *sh)
     }
     headers[nh++] = "User-Agent: drover/" DROVER_VERSION;
     headers[nh] = NULL;
-    if (st->sigv4 && rw_sigv4_sign(st, headers, &nh, sizeof headers / sizeof headers[0],
-                                   req->body.p, req->body.len) != 0) {
+    int signed_rc = st->sigv4 ? rw_sigv4_sign(st, headers, &nh, sizeof headers / sizeof headers[0],
+                                              req->body.p, req->body.len)
+                              : 0;
+    if (signed_rc == DR_EAGAIN)
+        return; /* held until credentials arrive: rw_shards_kick_all */
+    if (signed_rc != 0) {
         dr_http_response none = {.status = 0, .error = "cannot sign", .retry_after_ms = -1};
         schedule_retry(sh, req, &none);
         return;
@@ -284,6 +288,12 @@ static void shard_kick(rw_shard *sh)
     if (sh->st->stopping || sh->inflight || sh->waiting || !sh->head)
         return;
     send_head(sh);
+}
+
+void rw_shards_kick_all(rw_state *st)
+{
+    for (uint32_t i = 0; st->shards && i < st->max_shards; i++)
+        shard_kick(&st->shards[i]);
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */

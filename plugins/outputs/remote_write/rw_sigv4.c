@@ -3,13 +3,19 @@
  * `sigv4` map of Prometheus' remote_write, and the signed headers of each
  * request.
  *
- * Credentials, the first source that has them, as the AWS SDKs look: the
- * configuration's access_key and secret_key; the environment
- * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); the
- * shared credentials file (AWS_SHARED_CREDENTIALS_FILE, else
- * ~/.aws/credentials) with the profile `profile`, else AWS_PROFILE, else
- * "default", read again whenever the file changes (tools that rotate keys
- * rewrite it). The region: `region`, else AWS_REGION, else
+ * Credentials, the first source that has them, in the AWS SDKs' default
+ * chain: the configuration's access_key and secret_key; the environment
+ * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); web
+ * identity (IRSA); the shared credentials file (AWS_SHARED_CREDENTIALS_FILE,
+ * else ~/.aws/credentials) with the profile `profile`, else AWS_PROFILE,
+ * else "default"; container credentials (EKS Pod Identity); IMDSv2. The
+ * sources that need the network, and a role_arn to assume, are left to a
+ * dr_aws_provider (src/aws_provider.c), which fetches in the background:
+ * a request finds no credentials while the first fetch is under way and
+ * waits in its shard (DR_EAGAIN) until the provider's callback kicks the
+ * shards. Keys from the shared file are read again whenever it changes
+ * (tools that rotate keys rewrite it), unless they only sign an AssumeRole.
+ * The region: `region`, else AWS_REGION, else
  * AWS_DEFAULT_REGION. Each request is signed when it is sent (a retry is
  * signed again, with its own time), over the headers that go with it:
  * Content-Encoding, Content-Type, Host, User-Agent, X-Amz-Date,
@@ -76,9 +82,34 @@ static int load_file(rw_sigv4 *s, dr_error *err)
     return 0;
 }
 
-static int find_credentials(rw_sigv4 *s, char *access_key, char *secret_key, char *profile,
-                            dr_error *err)
+/* The source a provider fetches from, the chain's order after the
+ * environment and the shared file: DR_EAGAIN when there is none. */
+static int fetched_source(bool after_file, dr_aws_source *out)
 {
+    if (!after_file && dr_aws_web_identity_configured()) {
+        *out = DR_AWS_SOURCE_WEB_IDENTITY;
+        return 0;
+    }
+    if (after_file && dr_aws_container_configured()) {
+        *out = DR_AWS_SOURCE_CONTAINER;
+        return 0;
+    }
+    if (after_file && dr_aws_imds_enabled()) {
+        *out = DR_AWS_SOURCE_IMDS;
+        return 0;
+    }
+    return DR_EAGAIN;
+}
+
+/* The AWS SDKs' default chain: the configuration's keys, the environment,
+ * web identity, the shared file's profile, container credentials, IMDS.
+ * The keys found at once go to s->creds (*source DR_AWS_SOURCE_STATIC);
+ * the others are fetched by a provider. An explicit profile skips the
+ * environment and web identity, and must be in the file. */
+static int find_credentials(rw_sigv4 *s, char *access_key, char *secret_key, char *profile,
+                            dr_aws_source *source, dr_error *err)
+{
+    *source = DR_AWS_SOURCE_STATIC;
     if (access_key || secret_key) {
         if (!access_key || !secret_key) {
             free(access_key);
@@ -92,20 +123,64 @@ static int find_credentials(rw_sigv4 *s, char *access_key, char *secret_key, cha
         free(profile);
         return 0;
     }
+    bool explicit_profile = profile != NULL;
     if (!profile && dr_aws_creds_from_env(&s->creds) == 0)
         return 0;
+    if (!profile && fetched_source(false, source) == 0)
+        return 0;
     s->profile = profile ? profile : dr_aws_env("AWS_PROFILE");
+    explicit_profile |= s->profile != NULL;
     if (!s->profile && !(s->profile = strdup("default")))
         return DR_ENOMEM;
     s->file = dr_aws_credentials_path();
     int rc = s->file ? load_file(s, err) : DR_EAGAIN;
-    if (rc == DR_EAGAIN)
-        dr_error_set(err,
-                     "sigv4: no credentials: set sigv4.access_key and sigv4.secret_key, "
-                     "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a shared credentials "
-                     "file (%s)",
-                     s->file ? s->file : "AWS_SHARED_CREDENTIALS_FILE");
-    return rc == 0 ? 0 : DR_EINVAL;
+    if (rc == 0 || (rc == DR_EINVAL && explicit_profile))
+        return rc;
+    if (!explicit_profile && fetched_source(true, source) == 0) {
+        free(s->file); /* nothing to watch */
+        s->file = NULL;
+        return 0;
+    }
+    dr_error_set(err,
+                 "sigv4: no credentials: set sigv4.access_key and sigv4.secret_key, "
+                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, web identity (AWS_ROLE_ARN and "
+                 "AWS_WEB_IDENTITY_TOKEN_FILE), a shared credentials file (%s), container "
+                 "credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI) or let IMDS be used "
+                 "(AWS_EC2_METADATA_DISABLED)",
+                 s->file ? s->file : "AWS_SHARED_CREDENTIALS_FILE");
+    return DR_EINVAL;
+}
+
+/* The provider for fetched credentials or a role to assume. */
+static int make_provider(rw_state *st, dr_aws_source source, const char *role_arn,
+                         const char *external_id, const char *session_name,
+                         const char *sts_endpoint, const char *imds_endpoint, dr_error *err)
+{
+    rw_sigv4 *s = st->sigv4;
+    if (!role_arn && (external_id || session_name)) {
+        dr_error_set(err, "sigv4: external_id and role_session_name go with role_arn");
+        return DR_EINVAL;
+    }
+    if (source == DR_AWS_SOURCE_STATIC && !role_arn)
+        return 0;
+    dr_aws_provider_conf pc = {.source = source,
+                               .base = &s->creds,
+                               .region = s->region,
+                               .role_arn = role_arn,
+                               .external_id = external_id,
+                               .session_name = session_name,
+                               .sts_endpoint = sts_endpoint,
+                               .imds_endpoint = imds_endpoint};
+    dr_error perr = {{0}};
+    s->provider = dr_aws_provider_new(st->inst, &pc, &perr);
+    if (!s->provider) {
+        dr_error_set(err, "sigv4: %s", perr.msg);
+        return DR_EINVAL;
+    }
+    /* the provider took the keys: the file is not watched for them */
+    free(s->file);
+    s->file = NULL;
+    return 0;
 }
 
 int rw_sigv4_init(rw_state *st, dr_error *err)
@@ -115,7 +190,7 @@ int rw_sigv4_init(rw_state *st, dr_error *err)
         return 0;
     if (map->type != DR_CFG_MAP && map->type != DR_CFG_NULL) {
         dr_error_set(err, "sigv4: expected a map (region, access_key, secret_key, profile, "
-                          "service)");
+                          "service, role_arn, ...)");
         return DR_EINVAL;
     }
     if (st->conf->http.bearer_token || st->conf->http.bearer_token_file ||
@@ -128,24 +203,31 @@ int rw_sigv4_init(rw_state *st, dr_error *err)
         return DR_ENOMEM;
     st->sigv4 = s;
     char *access_key = NULL, *secret_key = NULL, *profile = NULL;
+    char *role_arn = NULL, *external_id = NULL, *session_name = NULL, *sts_endpoint = NULL,
+         *imds_endpoint = NULL;
     int rc = 0;
     for (size_t i = 0; map->type == DR_CFG_MAP && i < map->n && rc == 0; i++) {
         const char *k = map->pairs[i].key->str;
         const dr_cfg_node *v = map->pairs[i].val;
-        char **dst = strcmp(k, "region") == 0       ? &s->region
-                     : strcmp(k, "access_key") == 0 ? &access_key
-                     : strcmp(k, "secret_key") == 0 ? &secret_key
-                     : strcmp(k, "profile") == 0    ? &profile
-                     : strcmp(k, "service") == 0    ? &s->service
-                                                    : NULL;
-        if (strcmp(k, "role_arn") == 0 || strcmp(k, "external_id") == 0 ||
-            strcmp(k, "use_fips_sts_endpoint") == 0) {
+        char **dst = strcmp(k, "region") == 0              ? &s->region
+                     : strcmp(k, "access_key") == 0        ? &access_key
+                     : strcmp(k, "secret_key") == 0        ? &secret_key
+                     : strcmp(k, "profile") == 0           ? &profile
+                     : strcmp(k, "service") == 0           ? &s->service
+                     : strcmp(k, "role_arn") == 0          ? &role_arn
+                     : strcmp(k, "external_id") == 0       ? &external_id
+                     : strcmp(k, "role_session_name") == 0 ? &session_name
+                     : strcmp(k, "sts_endpoint") == 0      ? &sts_endpoint
+                     : strcmp(k, "imds_endpoint") == 0     ? &imds_endpoint
+                                                           : NULL;
+        if (strcmp(k, "use_fips_sts_endpoint") == 0) {
             dr_error_set(err, "sigv4.%s: not supported yet", k);
             rc = DR_EINVAL;
         } else if (!dst) {
             dr_error_set(err,
                          "sigv4: unknown key \"%s\" (region, access_key, secret_key, profile, "
-                         "service)",
+                         "service, role_arn, external_id, role_session_name, sts_endpoint, "
+                         "imds_endpoint)",
                          k);
             rc = DR_EINVAL;
         } else if (v->type != DR_CFG_SCALAR || !v->str[0]) {
@@ -157,23 +239,44 @@ int rw_sigv4_init(rw_state *st, dr_error *err)
                 rc = DR_ENOMEM;
         }
     }
-    if (rc != 0) {
+    dr_aws_source source = DR_AWS_SOURCE_STATIC;
+    if (rc == 0) {
+        rc = find_credentials(s, access_key, secret_key, profile, &source, err);
+    } else {
         free(access_key);
         free(secret_key);
         free(profile);
-        return rc;
     }
-    if ((rc = find_credentials(s, access_key, secret_key, profile, err)) != 0)
-        return rc;
-    if (!s->region && !(s->region = dr_aws_env("AWS_REGION")))
+    if (rc == 0 && !s->region && !(s->region = dr_aws_env("AWS_REGION")))
         s->region = dr_aws_env("AWS_DEFAULT_REGION");
-    if (!s->region) {
+    if (rc == 0 && !s->region) {
         dr_error_set(err, "sigv4: no region: set sigv4.region or AWS_REGION");
-        return DR_EINVAL;
+        rc = DR_EINVAL;
     }
-    if (!s->service && !(s->service = strdup("aps")))
-        return DR_ENOMEM;
-    return split_url(s, st->conf->url, err);
+    if (rc == 0 && !s->service && !(s->service = strdup("aps")))
+        rc = DR_ENOMEM;
+    if (rc == 0)
+        rc = make_provider(st, source, role_arn, external_id, session_name, sts_endpoint,
+                           imds_endpoint, err);
+    free(role_arn);
+    free(external_id);
+    free(session_name);
+    free(sts_endpoint);
+    free(imds_endpoint);
+    return rc == 0 ? split_url(s, st->conf->url, err) : rc;
+}
+
+static void on_credentials(void *ctx)
+{
+    rw_shards_kick_all(ctx);
+}
+
+int rw_sigv4_start(rw_state *st)
+{
+    rw_sigv4 *s = st->sigv4;
+    if (!s || !s->provider)
+        return 0;
+    return dr_aws_provider_start(s->provider, on_credentials, st);
 }
 
 void rw_sigv4_free(rw_sigv4 *s)
@@ -182,6 +285,7 @@ void rw_sigv4_free(rw_sigv4 *s)
         return;
     free(s->region);
     free(s->service);
+    dr_aws_provider_close(s->provider);
     dr_aws_creds_free(&s->creds);
     free(s->file);
     free(s->profile);
@@ -237,6 +341,9 @@ int rw_sigv4_sign(rw_state *st, const char **headers, size_t *nh, size_t cap, co
 {
     rw_sigv4 *s = st->sigv4;
     refresh_file(st, s);
+    const dr_aws_creds *creds = s->provider ? dr_aws_provider_creds(s->provider) : &s->creds;
+    if (!creds)
+        return DR_EAGAIN;
     /* the headers of this request, with the ones signing adds */
     char date[17];
     dr_sigv4_amz_date((long long)time(NULL), date);
@@ -246,9 +353,9 @@ int rw_sigv4_sign(rw_state *st, const char **headers, size_t *nh, size_t cap, co
         return DR_EINVAL;
     headers[(*nh)++] = s->host_header;
     headers[(*nh)++] = s->date_header;
-    if (s->creds.session_token) {
+    if (creds->session_token) {
         dr_buf_reset(&s->token_header);
-        dr_buf_printf(&s->token_header, "X-Amz-Security-Token: %s", s->creds.session_token);
+        dr_buf_printf(&s->token_header, "X-Amz-Security-Token: %s", creds->session_token);
         dr_buf_putc(&s->token_header, '\0');
         headers[(*nh)++] = s->token_header.p;
     }
@@ -260,9 +367,9 @@ int rw_sigv4_sign(rw_state *st, const char **headers, size_t *nh, size_t cap, co
     /* the token can be longer than a line of store: signed from its own */
     for (size_t i = 0; i < n; i++)
         if (strcmp(h[i].name, "X-Amz-Security-Token") == 0)
-            h[i].value = s->creds.session_token;
+            h[i].value = creds->session_token;
     dr_sigv4_request req = {"POST", s->path, s->query, h, n, body, body_len, false};
-    dr_sigv4_scope scope = {s->creds.access_key, s->creds.secret_key, s->region, s->service, date};
+    dr_sigv4_scope scope = {creds->access_key, creds->secret_key, s->region, s->service, date};
     dr_buf_reset(&s->authz_header);
     dr_buf_puts(&s->authz_header, "Authorization: ");
     int rc = dr_sigv4_sign(&req, &scope, NULL, NULL, &s->authz_header);
