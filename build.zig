@@ -54,6 +54,10 @@ const plugin_sources = [_][]const u8{
     "plugins/inputs/prometheus_scrape/cache.c",
     "plugins/inputs/prometheus_scrape/file_sd.c",
     "plugins/inputs/prometheus_scrape/kube_sd.c",
+    "plugins/inputs/dns_probe/dns_probe.c",
+    "plugins/inputs/dns_probe/exchange.c",
+    "plugins/inputs/dns_probe/dns_msg.c",
+    "plugins/inputs/dns_probe/servers.c",
     "plugins/outputs/file/file.c",
     "plugins/outputs/null/null.c",
     "plugins/outputs/stdout/stdout.c",
@@ -124,6 +128,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_expo_proto.c",
     "tests/unit/test_relabel.c",
     "tests/unit/test_prw.c",
+    "tests/unit/test_dns_probe.c",
 };
 
 const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
