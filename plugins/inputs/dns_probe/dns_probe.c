@@ -643,7 +643,8 @@ const dr_plugin dr_plugin_dns_probe = {
         "drover_dns_probe_up (1 when the last probe got a response), labelled server, name and "
         "type. Replies with another id or question are ignored and counted "
         "(drover_dns_probe_ignored_replies_total{reason}). While the outputs are full, rounds "
-        "are skipped and counted.",
+        "are skipped and counted. Two inputs that ask the same name of the same server make "
+        "the same series: give each (server, name, type) to one input.",
     .options = probe_options,
     .conf_size = sizeof(probe_conf),
     .init = probe_init,
