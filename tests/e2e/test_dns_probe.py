@@ -8,7 +8,8 @@ cluster.local zone (NOERROR, NXDOMAIN) and for names it forwards to the stub
 answers of the last response; that every probe is in the histogram (its
 _count and +Inf bucket equal the rounds emitted, and the stub saw exactly
 that many queries); the TCP fallback after a truncated UDP answer (the stub
-sees each query over both); replies with another id or question ignored;
+sees each query over both), and the truncated answer taken as it is with
+tcp_fallback: false; replies with another id or question ignored;
 a malformed answer counted, never a crash. CoreDNS' own /metrics is scraped
 by prometheus_scrape into the same output.
 """
@@ -27,7 +28,7 @@ from metrics_servers import record_value
 COREDNS_BIN = os.environ.get("COREDNS_BIN") or os.path.expanduser(
     "~/.cache/drover-test/coredns-v1.12.4/coredns")
 
-pytestmark = pytest.mark.skipif(
+needs_coredns = pytest.mark.skipif(
     not os.access(COREDNS_BIN, os.X_OK),
     reason="CoreDNS not found at %s: set COREDNS_BIN (bash scripts/servers/coredns.sh builds it)"
     % COREDNS_BIN)
@@ -92,6 +93,13 @@ inputs:
     names: %(snames)s
     interval: 1500ms
     timeout: 700ms
+  - name: stub_udp_only
+    type: dns_probe
+    servers: [%(stub)s]
+    names: [two.notcp.example.test, big.notcp.example.test]
+    interval: 1500ms
+    timeout: 700ms
+    tcp_fallback: false
   - name: coredns_metrics
     type: prometheus_scrape
     scrape_interval: 1s
@@ -100,7 +108,7 @@ inputs:
       - job_name: coredns
         static_configs: [{targets: [%(cmetrics)s]}]
 outputs:
-  - { name: out, type: file, match: [cluster_dns, stub_dns, coredns_metrics], path: %(out)s }
+  - { name: out, type: file, match: [cluster_dns, stub_dns, stub_udp_only, coredns_metrics], path: %(out)s }
 """ % dict(data=yaml_str(os.path.join(str(tmp_path), "data")), listen=yaml_str("%s:0" % HOST),
            coredns=yaml_str(coredns.address), stub=yaml_str(stub.address),
            cnames=names_yaml(THROUGH_COREDNS), snames=names_yaml(DIRECT_TO_STUB),
@@ -171,6 +179,8 @@ def check_target(p: Probes, server: str, name: str, want: str, answers) -> dict:
     return s
 
 
+@needs_coredns
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(120)
 def test_dns_probe_through_coredns_and_stub(start_drover, coredns, stub, tmp_path):
     cfg, out = write_config(tmp_path, coredns, stub)
@@ -199,6 +209,14 @@ def test_dns_probe_through_coredns_and_stub(start_drover, coredns, stub, tmp_pat
         check_target(p, stub.address, name, want, answers)
     n = p.nrounds(stub.address, "big.example.test")
     assert n >= ROUNDS
+    # the input without TCP fallback takes the truncated answer as it is
+    # (no records) and asks nothing over TCP
+    m = p.nrounds(stub.address, "big.notcp.example.test")
+    assert m >= ROUNDS
+    check_target(p, stub.address, "two.notcp.example.test", "NOERROR", 2)
+    check_target(p, stub.address, "big.notcp.example.test", "NOERROR", 0)
+    assert m <= stub.count("udp", "big.notcp.example.test") <= m + 1
+    assert stub.count("tcp", "big.notcp.example.test") == 0
     # the stub saw each probe: truncated over UDP, then again over TCP (plus
     # the probes of the round that SIGTERM cancelled, if it had sent them)
     assert n <= stub.count("udp", "big.example.test") <= n + 1
@@ -227,6 +245,7 @@ def test_dns_probe_through_coredns_and_stub(start_drover, coredns, stub, tmp_pat
     assert by_name["coredns_dns_request_duration_seconds_bucket"]
 
 
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(60)
 def test_dns_probe_broken_path_shows(start_drover, tmp_path):
     """A server nobody listens on: every probe is counted (refused or timed
