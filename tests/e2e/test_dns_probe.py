@@ -11,19 +11,22 @@ that many queries); the TCP fallback after a truncated UDP answer (the stub
 sees each query over both), and the truncated answer taken as it is with
 tcp_fallback: false; replies with another id or question ignored;
 a malformed answer counted, never a crash. CoreDNS' own /metrics is scraped
-by prometheus_scrape into the same output.
+by prometheus_scrape into the same output. The samples also go through
+remote_write to Prometheus 2, which gets exactly what the file output wrote.
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import time
 
 import pytest
 
 from dns_servers import CoreDNS, StubDNS
 from drover_e2e import HOST, OutputFile, wait_until, yaml_str
-from metrics_servers import record_value
+from test_remote_write import compare, produced, wait_sent
+from metrics_servers import prometheus, record_value  # noqa: F401 (a fixture)
 
 COREDNS_BIN = os.environ.get("COREDNS_BIN") or os.path.expanduser(
     "~/.cache/drover-test/coredns-v1.12.4/coredns")
@@ -286,3 +289,44 @@ outputs:
               + s["drover_dns_probe_timeouts_total"])
     assert failed == count
     assert s["drover_dns_probe_up"] == 0
+
+
+@pytest.mark.time_limit(120)
+def test_dns_probe_to_remote_write(start_drover, stub, prometheus, tmp_path):
+    """The probe samples reach a metrics output as scraped ones do: what
+    Prometheus 2 received through remote write is, series by series and
+    sample by sample, what the file output wrote."""
+    out = os.path.join(str(tmp_path), "out.ndjson")
+    cfg = os.path.join(str(tmp_path), "drover.yaml")
+    with open(cfg, "w") as f:
+        f.write("""agent:
+  data_dir: %s
+  http: { listen: %s }
+  grace_period: 10s
+inputs:
+  - name: dns
+    type: dns_probe
+    servers: [%s]
+    names: [ok.example.test, nx.example.test, drop.example.test, big.example.test]
+    interval: 1s
+    timeout: 500ms
+outputs:
+  - { name: out, type: file, match: dns, path: %s }
+  - { name: rw, type: remote_write, match: dns, url: %s, batch_send_deadline: 200ms }
+""" % (yaml_str(os.path.join(str(tmp_path), "data")), yaml_str("%s:0" % HOST),
+            yaml_str(stub.address), yaml_str(out), yaml_str(prometheus.write_url)))
+    t0 = time.time()
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: d.metrics().get("drover_dns_probe_rounds_total", name="dns") > 3,
+               timeout=30)
+    wait_sent(d)
+    assert d.stop() == 0
+    want = produced(out)
+    assert len(want) > 4 * 20  # buckets, sums, counts, rcodes, ... of four names
+    got = prometheus.samples('{__name__=~"drover_dns_probe_.*"}', t0 - 5, time.time() + 1)
+    compare(want, got)
+    # and the histogram works as one in PromQL
+    r = prometheus.query('histogram_quantile(0.5, drover_dns_probe_duration_seconds_bucket'
+                         '{name="drop.example.test"})', at=time.time())
+    assert r and 0.25 <= float(r[0]["value"][1]) <= 1.0, r
