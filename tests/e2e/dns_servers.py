@@ -11,6 +11,8 @@ TCP on the same port) that answers by the first label of the name asked:
                then the right answer (the client must skip the first two)
     garbage.*  our id and question, then a record whose name is a
                compression pointer to itself (a malformed answer)
+    tcpclose.* TC over UDP; over TCP the connection is closed unanswered
+    tcpjunk.*  TC over UDP; over TCP a message of 5 bytes (no header)
     anything else: NOERROR without records (CoreDNS' health checks ask ". NS")
 
 It counts the queries it got per (protocol, name). The messages are built
@@ -117,6 +119,10 @@ class StubDNS:
             if proto == "udp":
                 return [reply(qid, question, tc=True)]
             return [reply(qid, question, answers=[a_record("192.0.2.%d" % i) for i in (1, 2, 3)])]
+        if first in ("tcpclose", "tcpjunk"):
+            if proto == "udp":
+                return [reply(qid, question, tc=True)]
+            return [b""] if first == "tcpclose" else [b"\x00\x01junk"[:5]]
         if first == "wrongid":
             other = parse_query(build_query((qid + 1) & 0xFFFF, "other.example.test"))[3]
             return [reply((qid + 1) & 0xFFFF, question, answers=[a_record("192.0.2.9")]),
@@ -160,6 +166,8 @@ class StubDNS:
                     if msg is None:
                         return
                     for out in self.answers(msg, "tcp"):
+                        if not out:
+                            return  # close without answering
                         conn.sendall(struct.pack("!H", len(out)) + out)
         except OSError:
             return

@@ -53,6 +53,8 @@ DIRECT_TO_STUB = {
     "big.example.test": ("NOERROR", 3),
     "wrongid.example.test": ("NOERROR", 1),
     "garbage.example.test": ("malformed", None),
+    "tcpclose.example.test": ("network", None),
+    "tcpjunk.example.test": ("malformed", None),
     "drop.example.test": ("timeout", None),
 }
 
@@ -170,8 +172,9 @@ def check_target(p: Probes, server: str, name: str, want: str, answers) -> dict:
         assert "drover_dns_probe_answers" not in s
         # each waited for the timeout
         assert s["drover_dns_probe_duration_seconds_sum"] >= 0.6 * count
-    elif want == "malformed":
-        assert malformed == count and not responses, (name, s)
+    elif want in ("malformed", "network"):
+        assert (malformed if want == "malformed" else network) == count, (name, s)
+        assert not responses and not timeouts, (name, s)
         assert s["drover_dns_probe_up"] == 0
     else:
         assert responses == {want: count}, (name, s)
@@ -226,6 +229,8 @@ def test_dns_probe_through_coredns_and_stub(start_drover, coredns, stub, tmp_pat
     assert n <= stub.count("tcp", "big.example.test") <= n + 1
     assert n <= stub.count("udp", "garbage.example.test") <= n + 1
     assert stub.count("tcp", "wrongid.example.test") == 0
+    assert n <= stub.count("tcp", "tcpclose.example.test") <= n + 1
+    assert n <= stub.count("tcp", "tcpjunk.example.test") <= n + 1
     # what CoreDNS forwarded: one upstream query per probe of a forwarded name
     # (no cache in the Corefile); cluster.local names never reach the stub
     nx = p.nrounds(coredns.address, "nx.example.test")
