@@ -122,7 +122,7 @@ class StubDNS:
         if first in ("tcpclose", "tcpjunk"):
             if proto == "udp":
                 return [reply(qid, question, tc=True)]
-            return [b""] if first == "tcpclose" else [b"\x00\x01junk"[:5]]
+            return [b""] if first == "tcpclose" else [b"junk!"]
         if first == "wrongid":
             other = parse_query(build_query((qid + 1) & 0xFFFF, "other.example.test"))[3]
             return [reply((qid + 1) & 0xFFFF, question, answers=[a_record("192.0.2.9")]),
