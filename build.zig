@@ -62,6 +62,10 @@ const plugin_sources = [_][]const u8{
     "plugins/inputs/kubelet/kubelet.c",
     "plugins/inputs/kubelet/summary.c",
     "plugins/inputs/prometheus_scrape/preset.c",
+    "plugins/inputs/dns_probe/dns_probe.c",
+    "plugins/inputs/dns_probe/exchange.c",
+    "plugins/inputs/dns_probe/dns_msg.c",
+    "plugins/inputs/dns_probe/servers.c",
     "plugins/outputs/file/file.c",
     "plugins/outputs/null/null.c",
     "plugins/outputs/stdout/stdout.c",
@@ -136,6 +140,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_prw.c",
     "tests/unit/test_kubelet.c",
     "tests/unit/test_oauth2.c",
+    "tests/unit/test_dns_probe.c",
 };
 
 const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };

@@ -54,5 +54,6 @@ echo "== end-to-end"
 LOKI_BIN=$(bash scripts/servers/loki.sh)
 KUBE_BIN_DIR=$(bash scripts/servers/kube.sh)
 PROMETHEUS3_BIN=$(bash scripts/servers/prometheus3.sh)
-export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN
+COREDNS_BIN=$(bash scripts/servers/coredns.sh)
+export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN
 python3 -m pytest -q tests/e2e
