@@ -61,6 +61,7 @@ const plugin_sources = [_][]const u8{
     "plugins/inputs/prometheus_scrape/kube_sd_meta.c",
     "plugins/inputs/kubelet/kubelet.c",
     "plugins/inputs/kubelet/summary.c",
+    "plugins/inputs/coredns/coredns.c",
     "plugins/inputs/prometheus_scrape/preset.c",
     "plugins/inputs/dns_probe/dns_probe.c",
     "plugins/inputs/dns_probe/exchange.c",

@@ -13,6 +13,7 @@ extern const dr_plugin dr_plugin_tail;
 extern const dr_plugin dr_plugin_prometheus_scrape;
 extern const dr_plugin dr_plugin_kubelet;
 extern const dr_plugin dr_plugin_dns_probe;
+extern const dr_plugin dr_plugin_coredns;
 extern const dr_plugin dr_plugin_file;
 extern const dr_plugin dr_plugin_stdout;
 extern const dr_plugin dr_plugin_null;
@@ -37,7 +38,7 @@ static const dr_plugin *const builtin[] = {
     &dr_plugin_grep,         &dr_plugin_modify,     &dr_plugin_parse,
     &dr_plugin_redact,       &dr_plugin_sample,     &dr_plugin_throttle,
     &dr_plugin_multiline,    &dr_plugin_route,      &dr_plugin_prometheus_scrape,
-    &dr_plugin_kubelet,      &dr_plugin_dns_probe,
+    &dr_plugin_kubelet,      &dr_plugin_dns_probe,  &dr_plugin_coredns,
 };
 
 size_t dr_plugin_count(void)
