@@ -231,26 +231,6 @@ static int coredns_init(dr_instance *inst, dr_error *err)
     return 0;
 }
 
-static int coredns_start(dr_instance *inst)
-{
-    return scrape_input_start(inst->state);
-}
-
-static void coredns_stop(dr_instance *inst)
-{
-    if (inst->state)
-        scrape_input_stop(inst->state);
-}
-
-static void coredns_destroy(dr_instance *inst)
-{
-    scrape_input *in = inst->state;
-    if (!in)
-        return;
-    inst->state = NULL;
-    scrape_input_destroy(in);
-}
-
 const dr_plugin dr_plugin_coredns = {
     .abi = DR_PLUGIN_ABI,
     .name = "coredns",
@@ -273,8 +253,8 @@ const dr_plugin dr_plugin_coredns = {
     .options = coredns_options,
     .conf_size = sizeof(coredns_conf),
     .init = coredns_init,
-    .start = coredns_start,
-    .stop = coredns_stop,
-    .destroy = coredns_destroy,
+    .start = scrape_plugin_start,
+    .stop = scrape_plugin_stop,
+    .destroy = scrape_plugin_destroy,
     .data = DR_DATA_METRICS,
 };

@@ -399,26 +399,6 @@ static int kubelet_init(dr_instance *inst, dr_error *err)
     return 0;
 }
 
-static int kubelet_start(dr_instance *inst)
-{
-    return scrape_input_start(inst->state);
-}
-
-static void kubelet_stop(dr_instance *inst)
-{
-    if (inst->state)
-        scrape_input_stop(inst->state);
-}
-
-static void kubelet_destroy(dr_instance *inst)
-{
-    scrape_input *in = inst->state;
-    if (!in)
-        return;
-    inst->state = NULL;
-    scrape_input_destroy(in);
-}
-
 const dr_plugin dr_plugin_kubelet = {
     .abi = DR_PLUGIN_ABI,
     .name = "kubelet",
@@ -498,8 +478,8 @@ const dr_plugin dr_plugin_kubelet = {
     .options = kubelet_options,
     .conf_size = sizeof(kubelet_conf),
     .init = kubelet_init,
-    .start = kubelet_start,
-    .stop = kubelet_stop,
-    .destroy = kubelet_destroy,
+    .start = scrape_plugin_start,
+    .stop = scrape_plugin_stop,
+    .destroy = scrape_plugin_destroy,
     .data = DR_DATA_METRICS,
 };

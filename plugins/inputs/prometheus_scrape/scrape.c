@@ -222,7 +222,7 @@ void scrape_input_stop(scrape_input *in)
         uv_timer_stop(&in->sd_timer);
 }
 
-static void scrape_stop(dr_instance *inst)
+void scrape_plugin_stop(dr_instance *inst)
 {
     scrape_input *in = inst->state;
     if (in)
@@ -239,12 +239,12 @@ void scrape_input_destroy(scrape_input *in)
     scrape_input_free(in);
 }
 
-static int scrape_start(dr_instance *inst)
+int scrape_plugin_start(dr_instance *inst)
 {
     return scrape_input_start(inst->state);
 }
 
-static void scrape_destroy(dr_instance *inst)
+void scrape_plugin_destroy(dr_instance *inst)
 {
     scrape_input *in = inst->state;
     if (!in)
@@ -272,8 +272,8 @@ const dr_plugin dr_plugin_prometheus_scrape = {
     .options = scrape_options,
     .conf_size = sizeof(scrape_conf),
     .init = scrape_init,
-    .start = scrape_start,
-    .stop = scrape_stop,
-    .destroy = scrape_destroy,
+    .start = scrape_plugin_start,
+    .stop = scrape_plugin_stop,
+    .destroy = scrape_plugin_destroy,
     .data = DR_DATA_METRICS,
 };

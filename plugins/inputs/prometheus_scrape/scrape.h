@@ -224,6 +224,11 @@ void scrape_input_stop(scrape_input *in);
 void scrape_input_destroy(scrape_input *in);
 /* Frees the jobs and the input (no handle may be open). */
 void scrape_input_free(scrape_input *in);
+/* The start, stop and destroy callbacks of every plugin whose state is a
+ * scrape_input (prometheus_scrape, kubelet, coredns). */
+int scrape_plugin_start(dr_instance *inst);
+void scrape_plugin_stop(dr_instance *inst);
+void scrape_plugin_destroy(dr_instance *inst);
 
 /* ---- preset.c ---- */
 
