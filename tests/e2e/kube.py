@@ -21,6 +21,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -140,6 +141,25 @@ class KubeServer:
             self.stop()
             raise
         return self
+
+    def start_retrying(self, attempts: int = 3) -> "KubeServer":
+        """start(), again on new ports when a port picked free was taken by
+        someone else before etcd or the API server could bind it."""
+        for attempt in range(attempts):
+            try:
+                return self.start()
+            except AssertionError:
+                taken = any("address already in use" in self.log_text(n)
+                            for n in ("etcd", "kube-apiserver"))
+                if not taken or attempt + 1 == attempts:
+                    raise
+                self.etcd_port, self.etcd_peer_port, self.port = (free_port(), free_port(),
+                                                                  free_port())
+                for n in ("etcd", "kube-apiserver"):
+                    os.replace(os.path.join(self.workdir, n + ".log"),
+                               os.path.join(self.workdir, "%s.%d.log" % (n, attempt)))
+                shutil.rmtree(os.path.join(self.workdir, "etcd"), ignore_errors=True)
+        raise AssertionError("unreachable")
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
@@ -314,7 +334,7 @@ def start_kube(kube_bin_dir, tmp_path):
     def start(**kwargs) -> KubeServer:
         srv = KubeServer(kube_bin_dir, str(tmp_path / ("kube-%d" % len(servers))), **kwargs)
         servers.append(srv)
-        return srv.start()
+        return srv.start_retrying()
 
     try:
         yield start
