@@ -66,6 +66,7 @@ const plugin_sources = [_][]const u8{
     "plugins/outputs/remote_write/remote_write.c",
     "plugins/outputs/remote_write/rw_shards.c",
     "plugins/outputs/remote_write/rw_sigv4.c",
+    "plugins/outputs/remote_write/rw_spill.c",
     "plugins/filters/kubernetes/kubernetes.c",
     "plugins/filters/kubernetes/pods.c",
     "plugins/filters/namespaces/namespaces.c",
@@ -124,6 +125,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_expo_proto.c",
     "tests/unit/test_relabel.c",
     "tests/unit/test_prw.c",
+    "tests/unit/test_rw_spill.c",
 };
 
 const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
