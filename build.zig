@@ -67,6 +67,7 @@ const plugin_sources = [_][]const u8{
     "plugins/outputs/remote_write/rw_shards.c",
     "plugins/outputs/remote_write/rw_sigv4.c",
     "plugins/outputs/remote_write/rw_spill.c",
+    "plugins/outputs/remote_write/rw_disk.c",
     "plugins/filters/kubernetes/kubernetes.c",
     "plugins/filters/kubernetes/pods.c",
     "plugins/filters/namespaces/namespaces.c",

@@ -24,7 +24,7 @@
 /* No request body is larger: a length beyond it is damage. */
 #define REC_MAX_RAW (256u << 20)
 
-/* ---- CRC32C ------------------------------------------------------------------------------ */
+/* ---- CRC32C ---------------------------------------------------------------------------------- */
 
 static uint32_t crc_table[256];
 static bool crc_ready;
@@ -51,7 +51,7 @@ uint32_t rw_crc32c(uint32_t crc, const void *data, size_t n)
     return ~crc;
 }
 
-/* ---- little-endian fields ------------------------------------------------------------------ */
+/* ---- little-endian fields -------------------------------------------------------------------- */
 
 static void put_u32(unsigned char *p, uint32_t v)
 {
@@ -261,8 +261,7 @@ static int writer_start(rw_spill *s)
     return 0;
 }
 
-/* ---- appending
- * ------------------------------------------------------------------------------------ */
+/* ---- appending ------------------------------------------------------------------------------- */
 
 /* The record for a body in s->scratch: header, then the zstd frame. */
 static int build_record(rw_spill *s, const rw_spill_info *info, const void *raw, size_t n)
@@ -315,8 +314,7 @@ int rw_spill_append(rw_spill *s, const rw_spill_info *info, const void *raw, siz
     return 0;
 }
 
-/* ---- reading
- * --------------------------------------------------------------------------------------- */
+/* ---- reading --------------------------------------------------------------------------------- */
 
 static int pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
@@ -426,6 +424,10 @@ int rw_spill_next(rw_spill *s, rw_spill_info *info, dr_buf *raw, rw_spill_pos *e
                 writer_retire(s);
             continue;
         }
+        s->prev_rseq = s->rseq;
+        s->prev_roff = s->roff;
+        s->prev_rrecords = s->rrecords_read;
+        s->prev_rsamples = s->rsamples_read;
         s->roff += REC_HEADER + h.len;
         s->rrecords_read++;
         s->rsamples_read += h.info.nsamples + h.info.nhist;
@@ -437,8 +439,20 @@ int rw_spill_next(rw_spill *s, rw_spill_info *info, dr_buf *raw, rw_spill_pos *e
     }
 }
 
-/* ---- delivery
- * ---------------------------------------------------------------------------------------- */
+void rw_spill_unread(rw_spill *s)
+{
+    if (!seg_find(s, s->prev_rseq))
+        return; /* its segment was dropped since */
+    if (s->rseq != s->prev_rseq)
+        reader_close(s);
+    s->rseq = s->prev_rseq;
+    s->roff = s->prev_roff;
+    s->rrecords_read = s->prev_rrecords;
+    s->rsamples_read = s->prev_rsamples;
+    s->counts.records_read--;
+}
+
+/* ---- delivery -------------------------------------------------------------------------------- */
 
 static bool pos_before(rw_spill_pos a, rw_spill_pos b)
 {
@@ -505,8 +519,7 @@ void rw_spill_finish_writer(rw_spill *s)
         seg_remove_oldest(s);
 }
 
-/* ---- the state file
- * ------------------------------------------------------------------------------------ */
+/* ---- the state file -------------------------------------------------------------------------- */
 
 static void encode_state(rw_spill_pos pos, unsigned char *out)
 {
@@ -537,8 +550,7 @@ static rw_spill_pos read_state(const rw_spill *s)
     return pos;
 }
 
-/* ---- syncs
- * ---------------------------------------------------------------------------------------------- */
+/* ---- syncs ----------------------------------------------------------------------------------- */
 
 bool rw_spill_sync_take(rw_spill *s, rw_spill_sync *sync)
 {
@@ -616,8 +628,7 @@ void rw_spill_sync_free(rw_spill_sync *sync)
     sync->state_path = sync->tmp_path = NULL;
 }
 
-/* ---- opening: what an earlier run left
- * ------------------------------------------------------------------ */
+/* ---- opening: what an earlier run left ------------------------------------------------------- */
 
 static int seq_compare(const void *a, const void *b)
 {

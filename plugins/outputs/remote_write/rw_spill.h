@@ -91,6 +91,8 @@ typedef struct rw_spill {
     uint64_t rseq, roff;    /* the next record to read */
     uint64_t rsamples_read; /* samples read from segment rseq */
     uint64_t rrecords_read; /* records read from segment rseq */
+    /* where the reader was before the last record it read */
+    uint64_t prev_rseq, prev_roff, prev_rrecords, prev_rsamples;
     rw_spill_pos delivered; /* everything before it is delivered */
     bool state_dirty;       /* delivered moved since the state was saved */
     int retired[RW_SPILL_MAX_RETIRED];
@@ -128,6 +130,9 @@ int rw_spill_append(rw_spill *s, const rw_spill_info *info, const void *raw, siz
  * DR_EIO or DR_ENOMEM. A record that fails its checksum ends its segment
  * (counted corrupt) and the next segment is read. */
 int rw_spill_next(rw_spill *s, rw_spill_info *info, dr_buf *raw, rw_spill_pos *end);
+
+/* The record rw_spill_next returned last is to be read again. */
+void rw_spill_unread(rw_spill *s);
 
 /* Every record up to `end` is delivered: segments before it are deleted. */
 void rw_spill_delivered(rw_spill *s, rw_spill_pos end);
