@@ -35,7 +35,7 @@ SMALL_QUEUE = "queue_max_bytes: 64KiB\nspill_segment_bytes: 64KiB\n"
 
 
 def spill_config(tmp_path, target: str, receivers: dict[str, str], *, rw_extra: str = "",
-                 series: int = 50) -> tuple[str, str]:
+                 queue: str = SMALL_QUEUE) -> tuple[str, str]:
     """A config scraping `target` every second into one remote_write output
     per receiver ({output name: write url}) and the file output."""
     out = os.path.join(str(tmp_path), "samples.ndjson")
@@ -49,7 +49,7 @@ def spill_config(tmp_path, target: str, receivers: dict[str, str], *, rw_extra: 
             "    batch_send_deadline: 200ms\n"
             "    min_backoff: 100ms\n"
             "    max_backoff: 1s\n"
-            "%s" % (name, yaml_str(url), indent(SMALL_QUEUE + rw_extra, 4)))
+            "%s" % (name, yaml_str(url), indent(queue + rw_extra, 4) if queue + rw_extra else ""))
     cfg = (
         "agent:\n"
         "  data_dir: %(data)s\n"
@@ -202,11 +202,15 @@ def test_disk_bound_drops_oldest_counted(start_drover, payloads, prometheus, tmp
     assert not spill_files(tmp_path, "rw")
 
 
+# With the default queue (8MiB) the high water mark is far: spill_after (5s)
+# sends the requests to disk.
+@pytest.mark.parametrize("queue", [SMALL_QUEUE, ""], ids=["small_queue", "default_queue"])
 @pytest.mark.time_limit(240)
 def test_sigkill_during_outage_loses_at_most_a_second(start_drover, payloads, prometheus,
-                                                      tmp_path):
+                                                      tmp_path, queue):
     serve_series(payloads, 200)
-    cfg, out = spill_config(tmp_path, payloads.address, {"rw": prometheus.write_url})
+    cfg, out = spill_config(tmp_path, payloads.address, {"rw": prometheus.write_url},
+                            queue=queue)
     d = start_drover(cfg)
     d.wait_ready()
     t0 = time.time()

@@ -124,7 +124,7 @@ void test_rw_spill_order_and_rotation(void)
     CHECK_INT(count_segment_files(dir), 1);
     CHECK_INT(read_expect(&s, 40, 41, 100, true), 1);
     dr_buf_free(&raw);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 }
 
 void test_rw_spill_bound_drops_oldest(void)
@@ -153,7 +153,7 @@ void test_rw_spill_bound_drops_oldest(void)
     CHECK_INT(s.counts.records_dropped_too_large, 1);
     CHECK_INT(s.counts.samples_dropped_too_large, 8);
     dr_buf_free(&big);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 }
 
 void test_rw_spill_drop_counts_only_unread(void)
@@ -176,7 +176,7 @@ void test_rw_spill_drop_counts_only_unread(void)
     int left = (int)(s.counts.records_written - s.counts.records_dropped_full) - 2;
     CHECK_INT(read_expect(&s, 25 - left, 25, 1500, true), left);
     CHECK(rw_spill_empty(&s));
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 }
 
 void test_rw_spill_restart_resumes(void)
@@ -197,7 +197,7 @@ void test_rw_spill_restart_resumes(void)
     rw_spill_sync_free(&sync);
     /* a record read but not delivered is sent again after the restart */
     CHECK_INT(read_expect(&s, 12, 13, 1500, false), 1);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 
     CHECK_INT(rw_spill_open(&s, dir, 1 << 20, 8192, &err), 0);
     CHECK(!rw_spill_empty(&s));
@@ -209,13 +209,13 @@ void test_rw_spill_restart_resumes(void)
     CHECK(rw_spill_empty(&s));
     rw_spill_finish_writer(&s);
     CHECK_INT(count_segment_files(dir), 0);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 
     /* a damaged state file: everything on disk is sent again */
     CHECK_INT(rw_spill_open(&s, dir, 1 << 20, 8192, &err), 0);
     CHECK_INT(append_range(&s, 0, 3, 100), 0);
     CHECK_INT(read_expect(&s, 0, 1, 100, true), 1);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
     char path[600];
     snprintf(path, sizeof path, "%s/state", dir);
     int fd = open(path, O_WRONLY);
@@ -224,7 +224,7 @@ void test_rw_spill_restart_resumes(void)
     close(fd);
     CHECK_INT(rw_spill_open(&s, dir, 1 << 20, 8192, &err), 0);
     CHECK_INT(read_expect(&s, 0, 3, 100, true), 3);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 }
 
 /* The path of the newest segment file of dir. */
@@ -249,7 +249,7 @@ void test_rw_spill_torn_tail(void)
     dr_error err = {{0}};
     CHECK_INT(rw_spill_open(&s, dir, 1 << 20, 1 << 20, &err), 0);
     CHECK_INT(append_range(&s, 0, 5, 1500), 0);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
     /* a crash in the middle of the last write */
     char path[700];
     newest_segment(dir, path, sizeof path);
@@ -265,7 +265,7 @@ void test_rw_spill_torn_tail(void)
     CHECK_INT(rw_spill_next(&s, &info, &raw, &end), 0);
     dr_buf_free(&raw);
     CHECK(rw_spill_empty(&s));
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 }
 
 void test_rw_spill_bad_checksum(void)
@@ -276,13 +276,13 @@ void test_rw_spill_bad_checksum(void)
     dr_error err = {{0}};
     CHECK_INT(rw_spill_open(&s, dir, 1 << 20, 1 << 20, &err), 0);
     CHECK_INT(append_range(&s, 0, 6, 1500), 0);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
     /* a second run writes its own segment */
     CHECK_INT(rw_spill_open(&s, dir, 1 << 20, 1 << 20, &err), 0);
     char first[700];
     newest_segment(dir, first, sizeof first);
     CHECK_INT(append_range(&s, 6, 8, 1500), 0);
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
     /* one flipped byte inside the fourth record of the first segment */
     uint64_t rec = 36;
     int fd = open(first, O_RDWR);
@@ -302,7 +302,7 @@ void test_rw_spill_bad_checksum(void)
     CHECK_INT(read_expect(&s, 0, 3, 1500, true), 3);
     CHECK_INT(read_expect(&s, 6, 8, 1500, true), 2);
     CHECK(rw_spill_empty(&s));
-    rw_spill_close(&s);
+    rw_spill_close(&s, true);
 }
 
 void test_rw_spill_crc32c(void)

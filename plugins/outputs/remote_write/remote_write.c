@@ -200,6 +200,17 @@ static const dr_option rw_options[] = {
      100,
      "Percent of queue_max_bytes queued, while the receiver fails, at which requests start "
      "going to disk."},
+    {"spill_after",
+     DR_OPT_DURATION,
+     offsetof(rw_conf, spill_after_ms),
+     "5s",
+     0,
+     {NULL},
+     0,
+     3600000,
+     "How long the receiver may fail before requests go to disk below spill_high_water too, "
+     "so that a kill during an outage loses no more than this (0: only at the high water "
+     "mark)."},
     {.name = "",
      .type = DR_OPT_GROUP,
      .offset = offsetof(rw_conf, http),
@@ -886,7 +897,6 @@ static void release_shared(rw_state *st)
 
 static void state_free(rw_state *st)
 {
-    rw_disk_free(st);
     for (uint32_t i = 0; st->shards && i < st->max_shards; i++) {
         dr_prw_writer_free(st->shards[i].writer);
         dr_buf_free(&st->shards[i].scratch);
@@ -937,6 +947,7 @@ static void rw_destroy(dr_instance *inst)
         return;
     inst->state = NULL;
     rw_stop(inst);
+    rw_disk_free(st);
     if (st->client) /* never started */
         dr_http_client_close(st->client);
     release_shared(st);
@@ -967,7 +978,8 @@ const dr_plugin dr_plugin_remote_write = {
         "and counted. Self-metrics: drover_remote_write_* (samples in, sent, failed, retried, "
         "pending, shards, highest sent timestamp, bytes).\n\n"
         "Spilling to disk: when the receiver fails and the queue passes spill_high_water percent "
-        "of queue_max_bytes, the requests (those waiting in the shards, then every new one) are "
+        "of queue_max_bytes, or the receiver has failed for spill_after, the requests (those "
+        "waiting in the shards, then every new one) are "
         "written to segment files under data_dir/remote_write/<name>/, zstd-compressed, each "
         "record with its length and a CRC32C, and their chunks acknowledged, so scraping goes "
         "on through the outage. Once spilling has begun, new requests keep going to disk until "

@@ -53,6 +53,7 @@ typedef struct rw_conf {
     uint64_t spill_max_bytes; /* 0: no spilling */
     uint64_t spill_segment_bytes;
     int64_t spill_high_water; /* percent of queue_max_bytes */
+    int64_t spill_after_ms;   /* 0: only the high water mark */
     dr_http_client_conf http;
 } rw_conf;
 
@@ -171,6 +172,7 @@ struct rw_state {
     double max_fill;
     double grown_out_rate; /* samples/s out when the shards last grew for a full queue */
     int64_t last_failure_ms;
+    int64_t failing_since_ms; /* the first failure since the last success; 0: none */
     int64_t highest_sent_ts_ms;
 
     /* write relabeling, cached per input series */
@@ -236,7 +238,8 @@ void rw_disk_kick(rw_state *st);
 void rw_disk_replay_done(rw_state *st, rw_spill_pos end);
 void rw_disk_stop(rw_state *st);
 void rw_disk_close(rw_state *st, uv_close_cb on_closed);
-/* Closes the store (syncing it): when the state is freed. */
+/* Closes the store (syncing it) at destroy: a new instance of the next
+ * configuration may open the same directory. */
 void rw_disk_free(rw_state *st);
 
 /* ---- rw_sigv4.c ---- */

@@ -1,6 +1,8 @@
 /*
  * remote_write spilling: when the receiver fails and the output's queue
- * passes spill_high_water of queue_max_bytes, requests go to disk segments
+ * passes spill_high_water of queue_max_bytes, or the receiver has failed
+ * for spill_after (what is in memory is what a kill loses), requests go to
+ * disk segments
  * (rw_spill.c) instead of waiting in memory, and their batches are
  * acknowledged, so the scrapes go on through an outage as long as the disk
  * bound lasts.
@@ -189,7 +191,11 @@ void rw_disk_check(rw_state *st)
         return;
     if (!receiver_failing(st))
         return;
-    if (dr_output_queue_fill(st->inst) * 100 < (double)st->conf->spill_high_water)
+    int64_t after = st->conf->spill_after_ms;
+    bool long_failing =
+        after > 0 && st->failing_since_ms && dr_now_ns() / 1000000 - st->failing_since_ms >= after;
+    bool full = dr_output_queue_fill(st->inst) * 100 >= (double)st->conf->spill_high_water;
+    if (!long_failing && !full)
         return;
     set_active(st, true);
     for (uint32_t i = 0; i < st->max_shards; i++)
@@ -320,7 +326,7 @@ void rw_disk_start(rw_state *st)
     if (rw_spill_open(&d->store, dir, st->conf->spill_max_bytes, st->conf->spill_segment_bytes,
                       &err) != 0) {
         dr_log(st->inst, DR_LOG_ERROR, "spilling to disk is off", "error=\"%s\"", err.msg);
-        rw_spill_close(&d->store);
+        rw_spill_close(&d->store, false);
         return;
     }
     d->enabled = true;
@@ -355,8 +361,10 @@ void rw_disk_close(rw_state *st, uv_close_cb on_closed)
 void rw_disk_free(rw_state *st)
 {
     rw_disk *d = &st->disk;
+    /* a sync still running saves the state itself: two writers of the
+     * temporary state file would spoil it */
     if (d->enabled)
-        rw_spill_close(&d->store);
+        rw_spill_close(&d->store, !d->syncing);
     d->enabled = false;
     dr_buf_free(&d->raw);
 }

@@ -158,6 +158,8 @@ static void schedule_retry(rw_shard *sh, rw_request *req, const dr_http_response
         sh->backoff_ms = st->conf->max_backoff_ms;
     req->attempts++;
     st->last_failure_ms = now_ms();
+    if (!st->failing_since_ms)
+        st->failing_since_ms = st->last_failure_ms;
     dr_counter_add(st->m.requests_retried, 1);
     if (!req->nmetas)
         dr_counter_add(st->m.samples_retried, req->nsamples);
@@ -235,6 +237,7 @@ static void on_sent(void *ctx, const dr_http_response *r)
     switch (dr_http_classify(r)) {
     case DR_HTTP_OK:
         sh->backoff_ms = st->conf->min_backoff_ms;
+        st->failing_since_ms = 0;
         count_sent(st, req);
         rw_request_done(st, shard_pop(sh), 0);
         break;

@@ -806,9 +806,11 @@ int rw_spill_open(rw_spill *s, const char *dir, uint64_t max_bytes, uint64_t seg
     return rc;
 }
 
-void rw_spill_close(rw_spill *s)
+void rw_spill_close(rw_spill *s, bool save_state)
 {
     writer_retire(s);
+    if (!save_state)
+        s->state_dirty = false;
     rw_spill_sync sync;
     if (rw_spill_sync_take(s, &sync))
         rw_spill_sync_run(&sync);

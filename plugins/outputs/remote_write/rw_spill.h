@@ -117,8 +117,9 @@ typedef struct rw_spill_sync {
  * segment of an earlier run. 0, DR_EIO (err says why) or DR_ENOMEM. */
 int rw_spill_open(rw_spill *s, const char *dir, uint64_t max_bytes, uint64_t segment_bytes,
                   dr_error *err);
-/* Closes the files (syncing them) and saves the state. */
-void rw_spill_close(rw_spill *s);
+/* Closes the files (syncing them) and saves the state when save_state
+ * (false while a sync that saves it may still run). */
+void rw_spill_close(rw_spill *s, bool save_state);
 
 /* Appends one request body (raw: uncompressed protobuf). 0; DR_EIO (the
  * caller keeps the request in memory); DR_ENOMEM; DR_EINVAL when the record
