@@ -14,7 +14,11 @@ order.
 - the disk bound reached: the oldest segments go, their samples counted
   exactly, every other sample delivered;
 - SIGKILL during an outage, a restart, the receiver back: nothing older
-  than about a second before the kill is lost.
+  than about a second before the kill is lost (with a small queue, and
+  with the default one, where spill_after starts the spilling);
+- SIGTERM during an outage: the queue goes to disk at once, and after the
+  restart every sample arrives exactly once;
+- spill_max_bytes: 0 keeps to memory.
 """
 
 from __future__ import annotations
@@ -248,3 +252,58 @@ def test_sigkill_during_outage_loses_at_most_a_second(start_drover, payloads, pr
     for k, samples in after.items():
         assert set(samples) <= set(got.get(k, [])), "a sample of the second run missing in %s" % k
     assert not spill_files(tmp_path, "rw")
+
+
+@pytest.mark.time_limit(240)
+def test_sigterm_during_outage_then_restart_exactly(start_drover, payloads, prometheus, tmp_path):
+    """A graceful stop while spilling: the queue drains to disk at once, and
+    after the restart every sample arrives, none twice and in order."""
+    serve_series(payloads, 200)
+    cfg, out = spill_config(tmp_path, payloads.address, {"rw": prometheus.write_url})
+    d = start_drover(cfg)
+    d.wait_ready()
+    t0 = time.time()
+    wait_until(lambda: d.metrics().get("drover_remote_write_samples_total", name="rw") > 0, 30,
+               what="first samples sent")
+    prometheus.stop()
+    wait_spilling(d, "rw")
+    time.sleep(5)
+    stopped = time.monotonic()
+    assert d.stop() == 0
+    # nothing to wait for: what was queued went to disk
+    assert time.monotonic() - stopped < 8
+    assert spill_files(tmp_path, "rw")
+    prometheus.start()
+    d.start()
+    d.wait_ready()
+    wait_until(lambda: spill_metric(d, "records_replayed_total", "rw") > 0, 30,
+               what="the replay of the first run's records")
+    wait_drained(d, "rw")
+    assert d.stop() == 0
+    want = job_samples(produced(out))
+    compare(want, prometheus.samples('{job="spill"}', t0 - 5, time.time() + 1))
+    assert not spill_files(tmp_path, "rw")
+
+
+@pytest.mark.time_limit(180)
+def test_spill_off_keeps_to_memory(start_drover, payloads, victoria, tmp_path):
+    serve_series(payloads, 50)
+    cfg, out = spill_config(tmp_path, payloads.address, {"rw": victoria.write_url}, queue="",
+                            rw_extra="spill_max_bytes: 0\n")
+    d = start_drover(cfg)
+    d.wait_ready()
+    wait_until(lambda: d.metrics().get("drover_remote_write_samples_total", name="rw") > 0, 30,
+               what="first samples sent")
+    victoria.stop()
+    time.sleep(10)
+    m = d.metrics()
+    assert m.get("drover_remote_write_samples_pending", name="rw") > 0
+    assert m.get("drover_remote_write_spill_segments", name="rw") == 0
+    assert m.get("drover_remote_write_spill_records_written_total", name="rw") == 0
+    assert not spill_files(tmp_path, "rw")
+    victoria.start()
+    wait_until(lambda: d.metrics().get("drover_remote_write_samples_pending", name="rw") == 0,
+               60, what="the backlog to drain")
+    assert d.stop() == 0
+    compare_eventually(job_samples(produced(out)), lambda: victoria.export('{job="spill"}'),
+                       rel=VM_REL)
