@@ -254,6 +254,7 @@ def test_sigkill_during_outage_loses_at_most_a_second(start_drover, payloads, pr
     assert not spill_files(tmp_path, "rw")
 
 
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(240)
 def test_sigterm_during_outage_then_restart_exactly(start_drover, payloads, prometheus, tmp_path):
     """A graceful stop while spilling: the queue drains to disk at once, and
