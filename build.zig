@@ -79,6 +79,8 @@ const plugin_sources = [_][]const u8{
     "plugins/outputs/remote_write/remote_write.c",
     "plugins/outputs/remote_write/rw_shards.c",
     "plugins/outputs/remote_write/rw_sigv4.c",
+    "plugins/outputs/remote_write/rw_spill.c",
+    "plugins/outputs/remote_write/rw_disk.c",
     "plugins/filters/kubernetes/kubernetes.c",
     "plugins/filters/kubernetes/pods.c",
     "plugins/filters/namespaces/namespaces.c",
@@ -142,6 +144,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_kubelet.c",
     "tests/unit/test_oauth2.c",
     "tests/unit/test_dns_probe.c",
+    "tests/unit/test_rw_spill.c",
 };
 
 const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };

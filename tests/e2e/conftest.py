@@ -26,6 +26,8 @@ DEFAULT_TIME_LIMIT = 180
 def pytest_configure(config):
     config.addinivalue_line("markers", "time_limit(seconds): fail the test past this many seconds")
     config.addinivalue_line("markers", "sanitizer: short tests that also run against the ASan + UBSan build")
+    config.addinivalue_line("markers", "slow: tests of ten minutes or more; the full suite runs them, "
+                            "-m 'not slow' leaves them out")
 
 
 @pytest.fixture(scope="session")

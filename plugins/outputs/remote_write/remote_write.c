@@ -180,6 +180,49 @@ static const dr_option rw_options[] = {
      "counted in drover_aws_credentials_refresh_errors_total{source}, the old credentials "
      "signing until they expire. Every request is signed as it is sent. Not with basic, "
      "bearer or oauth2 authentication. `sigv4: {}` signs with what the chain finds."},
+    {"spill_max_bytes",
+     DR_OPT_SIZE,
+     offsetof(rw_conf, spill_max_bytes),
+     "1GiB",
+     0,
+     {NULL},
+     0,
+     0,
+     "Most bytes of requests spilled to disk, under data_dir/remote_write/<name>/ (0: never "
+     "spill; the queue in memory is then the limit). When full, the oldest whole segment is "
+     "dropped, counted in drover_remote_write_spill_samples_dropped_total{reason=\"full\"}."},
+    {"spill_segment_bytes",
+     DR_OPT_SIZE,
+     offsetof(rw_conf, spill_segment_bytes),
+     "16MiB",
+     0,
+     {NULL},
+     65536,
+     1073741824,
+     "Size at which a spill segment file is closed and the next one started; the unit the "
+     "bound drops, and a segment is deleted once all of it is delivered. At most "
+     "spill_max_bytes."},
+    {"spill_high_water",
+     DR_OPT_INT,
+     offsetof(rw_conf, spill_high_water),
+     "50",
+     0,
+     {NULL},
+     1,
+     100,
+     "Percent of queue_max_bytes queued, while the receiver fails, at which requests start "
+     "going to disk."},
+    {"spill_after",
+     DR_OPT_DURATION,
+     offsetof(rw_conf, spill_after_ms),
+     "5s",
+     0,
+     {NULL},
+     0,
+     3600000,
+     "How long the receiver may fail before requests go to disk below spill_high_water too, "
+     "so that a kill during an outage loses no more than this (0: only at the high water "
+     "mark)."},
     {.name = "",
      .type = DR_OPT_GROUP,
      .offset = offsetof(rw_conf, http),
@@ -524,6 +567,7 @@ static int queue_shard(rw_state *st, rw_batch *b, uint32_t shard, const rw_route
         if (!req && !(req = request_new(b, count < max ? count : max)))
             return DR_ENOMEM;
         req->samples[req->nsamples++] = routes[i].s;
+        req->nhist += routes[i].s.hist != NULL;
         if (routes[i].s.ts_ms > req->max_ts_ms)
             req->max_ts_ms = routes[i].s.ts_ms;
         count--;
@@ -639,13 +683,23 @@ static uint64_t batch_bytes(const rw_conf *conf, uint32_t nshards)
     return 16 * (uint64_t)conf->max_samples_per_send * requests;
 }
 
+/* While spilling, the core's queue is the only memory a kill can lose. */
+#define RW_SPILL_BATCH_WAIT_MS 200
+
+void rw_update_batch(rw_state *st)
+{
+    int64_t wait = st->conf->batch_send_deadline_ms;
+    if (st->disk.active && wait > RW_SPILL_BATCH_WAIT_MS)
+        wait = RW_SPILL_BATCH_WAIT_MS;
+    dr_output_set_batch(st->inst, batch_bytes(st->conf, st->nshards), wait);
+}
+
 void rw_release_held(rw_state *st)
 {
     if (st->want_shards != st->nshards) {
         st->nshards = st->want_shards;
         dr_gauge_set(st->m.shards, st->nshards);
-        dr_output_set_batch(st->inst, batch_bytes(st->conf, st->nshards),
-                            st->conf->batch_send_deadline_ms);
+        rw_update_batch(st);
     }
     while (st->held && st->want_shards == st->nshards) {
         rw_batch *b = st->held;
@@ -713,6 +767,12 @@ static int rw_init(dr_instance *inst, dr_error *err)
     }
     if (conf->min_backoff_ms > conf->max_backoff_ms) {
         dr_error_set(err, "min_backoff is longer than max_backoff");
+        return DR_EINVAL;
+    }
+    if (conf->spill_max_bytes && conf->spill_max_bytes < conf->spill_segment_bytes) {
+        dr_error_set(err, "spill_max_bytes (%llu) is less than spill_segment_bytes (%llu)",
+                     (unsigned long long)conf->spill_max_bytes,
+                     (unsigned long long)conf->spill_segment_bytes);
         return DR_EINVAL;
     }
     rw_state *st = calloc(1, sizeof *st);
@@ -788,6 +848,7 @@ static int rw_start(dr_instance *inst)
     if (rw_shards_init(st) != 0 || rw_sigv4_start(st) != 0)
         return DR_ENOMEM;
     uv_timer_start(&st->reshard_timer, rw_reshard_tick, RW_RESHARD_MS, RW_RESHARD_MS);
+    rw_disk_start(st);
     return 0;
 }
 
@@ -807,6 +868,7 @@ static void rw_flush(dr_instance *inst, dr_flush *f)
     double fill = dr_output_queue_fill(inst);
     if (fill > st->max_fill)
         st->max_fill = fill;
+    rw_disk_check(st);
     if (st->want_shards != st->nshards && !rw_shards_idle(st)) {
         /* a reshard waits for the shards to drain: hold the batch */
         if (st->held_tail)
@@ -856,8 +918,9 @@ static void state_free(rw_state *st)
     free(st);
 }
 
-/* The timers close one by one; the last frees the state. */
-static void handle_closed(rw_state *st)
+/* The timers close one by one (and spill syncs end); the last frees the
+ * state. */
+void rw_handle_closed(rw_state *st)
 {
     if (--st->open_handles == 0)
         state_free(st);
@@ -865,12 +928,12 @@ static void handle_closed(rw_state *st)
 
 static void on_shard_timer_closed(uv_handle_t *h)
 {
-    handle_closed(((rw_shard *)h->data)->st);
+    rw_handle_closed(((rw_shard *)h->data)->st);
 }
 
 static void on_reshard_timer_closed(uv_handle_t *h)
 {
-    handle_closed(h->data);
+    rw_handle_closed(h->data);
 }
 
 static void rw_stop(dr_instance *inst)
@@ -881,6 +944,7 @@ static void rw_stop(dr_instance *inst)
     /* every batch still queued goes back to the core; then the answers
      * that the closing client cancels find nothing to do */
     rw_shards_stop(st);
+    rw_disk_stop(st);
     if (st->client) {
         dr_http_client_close(st->client);
         st->client = NULL;
@@ -896,6 +960,7 @@ static void rw_destroy(dr_instance *inst)
         return;
     inst->state = NULL;
     rw_stop(inst);
+    rw_disk_free(st);
     if (st->client) /* never started */
         dr_http_client_close(st->client);
     release_shared(st);
@@ -904,6 +969,7 @@ static void rw_destroy(dr_instance *inst)
         return;
     }
     rw_shards_close(st, on_shard_timer_closed);
+    rw_disk_close(st, on_reshard_timer_closed);
     uv_close((uv_handle_t *)&st->reshard_timer, on_reshard_timer_closed);
 }
 
@@ -924,7 +990,28 @@ const dr_plugin dr_plugin_remote_write = {
         "acknowledged only once every sample in them "
         "is accepted or dropped; while the queue (queue_max_bytes) is full, scrapes are skipped "
         "and counted. Self-metrics: drover_remote_write_* (samples in, sent, failed, retried, "
-        "pending, shards, highest sent timestamp, bytes).",
+        "pending, shards, highest sent timestamp, bytes).\n\n"
+        "Spilling to disk: when the receiver fails and the queue passes spill_high_water percent "
+        "of queue_max_bytes, or the receiver has failed for spill_after, the requests (those "
+        "waiting in the shards, then every new one) are "
+        "written to segment files under data_dir/remote_write/<name>/, zstd-compressed, each "
+        "record with its length and a CRC32C, and their chunks acknowledged, so scraping goes "
+        "on through the outage. Once spilling has begun, new requests keep going to disk until "
+        "it has drained: when the receiver is back, the records are sent oldest first, one at a "
+        "time, so each series stays in order, and a segment is deleted once all of it is "
+        "delivered. The segments are bounded by spill_max_bytes: to make room, the oldest whole "
+        "segment is dropped and its samples counted in "
+        "drover_remote_write_spill_samples_dropped_total{reason=\"full\"} (and "
+        "drover_dropped_records_total{reason=\"spill_full\"}). The files are synced every "
+        "second off the event loop, with a state file of the delivered position; after a crash "
+        "or a restart, what is on disk is sent from that position, and a torn tail or a bad "
+        "checksum ends its segment, counted in "
+        "drover_remote_write_spill_records_dropped_total{reason=\"corrupt\"}. While spilling, a "
+        "batch waits at most 200ms in memory, so a kill loses at most that. A 2.0 record that "
+        "the receiver refuses with 415 after a restart cannot be written again as 1.0 and is "
+        "dropped, counted. Self-metrics: drover_remote_write_spill_bytes, _segments, _active, "
+        "_records_written_total, _records_replayed_total, _records_dropped_total{reason}, "
+        "_samples_dropped_total{reason}.",
     .options = rw_options,
     .conf_size = sizeof(rw_conf),
     .init = rw_init,

@@ -6,6 +6,9 @@
  *                   family metadata, splitting a batch into requests
  *   rw_shards.c     the shards: one FIFO of requests each, sent one at a
  *                   time with their own retry and backoff, and resharding
+ *   rw_disk.c       spilling to disk while the receiver fails and the queue
+ *                   fills, and the replay, oldest first, when it is back
+ *   rw_spill.c      the disk queue itself: segment files of records
  *
  * A sample goes to the shard of its series (hash % shards), and a shard
  * sends its requests in order, one at a time: the samples of a series
@@ -30,6 +33,7 @@
 #include "labels.h"
 #include "prw.h"
 #include "relabel.h"
+#include "rw_spill.h"
 #include "series.h"
 
 enum { RW_V1 = 1, RW_V2 = 2 };
@@ -47,6 +51,10 @@ typedef struct rw_conf {
     int64_t metadata_max_per_send;
     int64_t remote_timeout_ms;
     const dr_cfg_node *sigv4;
+    uint64_t spill_max_bytes; /* 0: no spilling */
+    uint64_t spill_segment_bytes;
+    int64_t spill_high_water; /* percent of queue_max_bytes */
+    int64_t spill_after_ms;   /* 0: only the high water mark */
     dr_http_client_conf http;
 } rw_conf;
 
@@ -91,7 +99,12 @@ typedef struct rw_request {
     int version; /* what body holds */
     dr_buf body; /* snappy-compressed */
     int64_t max_ts_ms;
+    uint32_t nhist; /* native histograms among the samples */
     uint32_t attempts;
+    /* a request replayed from disk: no batch and no samples (nsamples and
+     * nhist still count them), the body as it was written */
+    bool replay;
+    rw_spill_pos spill_end;
 } rw_request;
 
 typedef struct rw_shard {
@@ -114,6 +127,25 @@ typedef struct rw_metrics {
     dr_counter *histograms_sent, *metadata_sent, *bytes_sent, *requests_retried;
     dr_gauge *pending, *shards, *shards_desired, *highest_sent_ts;
 } rw_metrics;
+
+/* Spilling to disk (rw_disk.c). */
+typedef struct rw_disk {
+    bool enabled; /* spill_max_bytes set and the directory usable */
+    rw_spill store;
+    bool active;      /* every new request goes to disk, until it has drained */
+    bool replaying;   /* a request read from disk is in shard 0 */
+    uv_timer_t timer; /* every second: sync, state file, checks */
+    bool timer_open;
+    bool syncing; /* a sync runs on a worker */
+    uv_work_t work;
+    rw_spill_sync sync;
+    dr_buf raw;            /* the body of a record read back */
+    rw_spill_counts shown; /* what the counters below have been given */
+    dr_gauge *g_bytes, *g_segments, *g_active;
+    dr_counter *written, *replayed;
+    dr_counter *records_dropped_full, *records_dropped_corrupt, *records_dropped_too_large;
+    dr_counter *samples_dropped_full, *samples_dropped_too_large;
+} rw_disk;
 
 struct rw_state {
     dr_instance *inst;
@@ -144,6 +176,7 @@ struct rw_state {
     double max_fill;
     double grown_out_rate; /* samples/s out when the shards last grew for a full queue */
     int64_t last_failure_ms;
+    int64_t failing_since_ms; /* the first failure since the last success; 0: none */
     int64_t highest_sent_ts_ms;
 
     /* write relabeling, cached per input series */
@@ -156,6 +189,7 @@ struct rw_state {
     uint32_t families_mask, families_n;
 
     int64_t last_sweep_ms;
+    rw_disk disk;
     uint32_t open_handles; /* timers not yet closed; the last to close frees the state */
 };
 
@@ -167,6 +201,11 @@ int rw_shards_init(rw_state *st);
 void rw_shard_push(rw_shard *sh, rw_request *req);
 /* Starts every idle shard that has requests (credentials arrived). */
 void rw_shards_kick_all(rw_state *st);
+/* Sets the pending-samples gauge again after requests left the shards. */
+void rw_shards_refresh(rw_state *st);
+/* remote_write.c: the core's batch size and wait for the shards in use
+ * (a short wait while spilling). */
+void rw_update_batch(rw_state *st);
 /* True when no shard has anything queued or in flight. */
 bool rw_shards_idle(const rw_state *st);
 void rw_request_free(rw_state *st, rw_request *req);
@@ -181,6 +220,33 @@ void rw_reshard_tick(uv_timer_t *timer);
 int rw_request_encode(rw_state *st, rw_shard *sh, rw_request *req);
 /* remote_write.c: called when the shards drained for a pending reshard. */
 void rw_release_held(rw_state *st);
+
+/* remote_write.c: a timer or a worker of the state is closed or done; the
+ * last frees the state. */
+void rw_handle_closed(rw_state *st);
+
+/* ---- rw_disk.c ---- */
+
+/* Opens the spill directory (data_dir/remote_write/<name>) and replays what
+ * an earlier run left; without a usable directory the output keeps to
+ * memory (logged). */
+void rw_disk_start(rw_state *st);
+/* Takes a request the batch code would queue on sh (sh->scratch holds its
+ * uncompressed body) when spilling: true when it went to disk (or was
+ * dropped, counted) and is done. */
+bool rw_disk_take(rw_state *st, rw_shard *sh, rw_request *req);
+/* Starts spilling when the receiver fails and the queue is past the high
+ * water mark. */
+void rw_disk_check(rw_state *st);
+/* Sends the next record from disk when the shards are idle. */
+void rw_disk_kick(rw_state *st);
+/* A replayed request is done (delivered, or refused and counted). */
+void rw_disk_replay_done(rw_state *st, rw_spill_pos end);
+void rw_disk_stop(rw_state *st);
+void rw_disk_close(rw_state *st, uv_close_cb on_closed);
+/* Closes the store (syncing it) at destroy: a new instance of the next
+ * configuration may open the same directory. */
+void rw_disk_free(rw_state *st);
 
 /* ---- rw_sigv4.c ---- */
 

@@ -67,6 +67,13 @@ static void batch_end(rw_batch *b, bool retry)
 
 void rw_request_done(rw_state *st, rw_request *req, uint64_t dropped)
 {
+    if (req->replay) {
+        rw_spill_pos end = req->spill_end;
+        rw_request_free(st, req);
+        rw_disk_replay_done(st, end);
+        rw_disk_kick(st);
+        return;
+    }
     rw_batch *b = req->batch;
     rw_request_free(st, req);
     b->dropped += dropped;
@@ -74,6 +81,7 @@ void rw_request_done(rw_state *st, rw_request *req, uint64_t dropped)
         batch_end(b, false);
     if (st->want_shards != st->nshards && rw_shards_idle(st))
         rw_release_held(st);
+    rw_disk_kick(st);
 }
 
 bool rw_shards_idle(const rw_state *st)
@@ -94,8 +102,15 @@ static rw_request *shard_pop(rw_shard *sh)
     return req;
 }
 
+void rw_shards_refresh(rw_state *st)
+{
+    update_pending(st);
+}
+
 void rw_shard_push(rw_shard *sh, rw_request *req)
 {
+    if (rw_disk_take(sh->st, sh, req))
+        return;
     req->next = NULL;
     if (sh->tail)
         sh->tail->next = req;
@@ -122,9 +137,7 @@ static void count_sent(rw_state *st, const rw_request *req)
         dr_counter_add(st->m.metadata_sent, req->nmetas);
         return;
     }
-    uint64_t hist = 0;
-    for (uint32_t i = 0; i < req->nsamples; i++)
-        hist += req->samples[i].hist != NULL;
+    uint64_t hist = req->nhist;
     dr_counter_add(st->m.samples_sent, req->nsamples - hist);
     dr_counter_add(st->m.histograms_sent, hist);
     dr_counter_add(st->m.bytes_sent, req->body.len);
@@ -145,6 +158,8 @@ static void schedule_retry(rw_shard *sh, rw_request *req, const dr_http_response
         sh->backoff_ms = st->conf->max_backoff_ms;
     req->attempts++;
     st->last_failure_ms = now_ms();
+    if (!st->failing_since_ms)
+        st->failing_since_ms = st->last_failure_ms;
     dr_counter_add(st->m.requests_retried, 1);
     if (!req->nmetas)
         dr_counter_add(st->m.samples_retried, req->nsamples);
@@ -200,8 +215,8 @@ static void refuse(rw_shard *sh, rw_request *req, const dr_http_response *r)
 static bool fall_back_to_v1(rw_shard *sh, rw_request *req, const dr_http_response *r)
 {
     rw_state *st = sh->st;
-    if (r->status != 415 || req->version != RW_V2)
-        return false;
+    if (r->status != 415 || req->version != RW_V2 || req->replay)
+        return false; /* a body from disk cannot be encoded again: refused */
     if (st->version == RW_V2)
         dr_log(st->inst, DR_LOG_WARN,
                "the receiver does not take remote write 2.0 (415), using 1.0", NULL);
@@ -222,6 +237,7 @@ static void on_sent(void *ctx, const dr_http_response *r)
     switch (dr_http_classify(r)) {
     case DR_HTTP_OK:
         sh->backoff_ms = st->conf->min_backoff_ms;
+        st->failing_since_ms = 0;
         count_sent(st, req);
         rw_request_done(st, shard_pop(sh), 0);
         break;
@@ -334,6 +350,10 @@ void rw_shards_stop(rw_state *st)
          * its chunks back (at shutdown: not acknowledged) */
         while (sh->head) {
             rw_request *req = shard_pop(sh);
+            if (req->replay) { /* not delivered: read again at the next start */
+                rw_request_free(st, req);
+                continue;
+            }
             rw_batch *b = req->batch;
             rw_request_free(st, req);
             b->failed = true;
