@@ -29,15 +29,18 @@ READER_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "lis
 SA_USER = "system:serviceaccount:kube-system:sd-reader"
 
 
+def owner(kind: str, name: str, api: str = "apps/v1") -> dict:
+    return {"apiVersion": api, "kind": kind, "name": name,
+            "uid": "00000000-0000-0000-0000-0000000000bb", "controller": True}
+
+
 def create_pod(kube: KubeServer, ns: str, name: str, node: str, port: int, *,
-               labels=None, annotations=None) -> None:
+               labels=None, annotations=None, controller=None) -> None:
     kube.call("POST", "/api/v1/namespaces/%s/pods" % ns, {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                          "name": name.rsplit("-", 1)[0] + "-7d9f",
-                                          "uid": "00000000-0000-0000-0000-0000000000bb",
-                                          "controller": True}]},
+                     "ownerReferences": [controller or
+                                         owner("ReplicaSet", name.rsplit("-", 1)[0] + "-7d9f")]},
         "spec": {"nodeName": node,
                  "initContainers": [{"name": "setup", "image": "registry.example/setup:1.0"}],
                  "containers": [
@@ -670,13 +673,19 @@ def test_ingress_targets_match_prometheus(start_drover, kube, payloads, tmp_path
         prom.stop()
 
 
+OWNER_READER_RULES = ENDPOINTS_READER_RULES + [
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch"]}]
+
+
 def test_pod_attach_metadata_matches_prometheus(start_drover, kube, payloads, tmp_path):
-    """attach_metadata node and namespace on the pod role: the node's and the
-    namespace's labels on every target, as Prometheus 3 attaches them, and
-    a node whose labels change relabels its targets."""
+    """attach_metadata on the pod role (node, namespace, deployment, job,
+    cronjob): the node's and namespace's labels and the owners' names on
+    every target, as Prometheus 3 attaches them, and a node whose labels
+    change relabels its targets."""
     payloads.set("/metrics", Answer(b"app_up 1\n"))
     kube.create_namespace("apps", labels={"team": "shop"})
-    token = kube.service_account_token("kube-system", "meta-reader", ENDPOINTS_READER_RULES,
+    token = kube.service_account_token("kube-system", "meta-reader", OWNER_READER_RULES,
                                        cluster=True)
     token_file = str(tmp_path / "meta-reader")
     with open(token_file, "w") as f:
@@ -684,8 +693,29 @@ def test_pod_attach_metadata_matches_prometheus(start_drover, kube, payloads, tm
     create_node(kube, NODE, payloads.port, {"kubernetes.io/hostname": NODE, "pool": "general"})
     create_pod(kube, "apps", "web-1", NODE, payloads.port, labels={"app": "web"})
     set_running(kube, "apps", "web-1")
+    # web-1's ReplicaSet, controlled by the Deployment web (no controller
+    # manager runs: the objects are only there to be read)
+    template = {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example/app:2.1"}]}}
+    kube.call("POST", "/apis/apps/v1/namespaces/apps/replicasets", {
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web-7d9f", "ownerReferences": [owner("Deployment", "web")]},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+                 "template": template}})
+    # a pod of a Job of the CronJob backup
+    kube.call("POST", "/apis/batch/v1/namespaces/apps/jobs", {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "backup-29000000",
+                     "ownerReferences": [owner("CronJob", "backup", "batch/v1")]},
+        "spec": {"suspend": True, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "backup", "image": "registry.example/backup:1"}]}}}})
+    create_pod(kube, "apps", "backup-29000000-x", NODE, payloads.port,
+               controller=owner("Job", "backup-29000000", "batch/v1"))
+    set_running(kube, "apps", "backup-29000000-x")
     extra = ("      selectors: [{role: pod, field: \"spec.nodeName=%s\"}]\n"
-             "      attach_metadata: {node: true, namespace: true}\n" % NODE)
+             "      attach_metadata: {node: true, namespace: true, deployment: true, job: true,"
+             " cronjob: true}\n" % NODE)
     prom = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3-attach")
     with open(prom.config, "w") as f:
         f.write("global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
@@ -704,8 +734,8 @@ def test_pod_attach_metadata_matches_prometheus(start_drover, kube, payloads, tm
                 m = dict(r["metric"])
                 m.pop("__name__", None)
                 got[target_key(m)] = m
-            return got if len(got) >= 4 else None
-        want = wait_until(prom_targets, 30, what="Prometheus to scrape the pod's targets")
+            return got if len(got) >= 8 else None
+        want = wait_until(prom_targets, 30, what="Prometheus to scrape the pods' targets")
         wait_until(lambda: len(up_targets(out, "same")) == len(want), 30,
                    what="drover's %d targets" % len(want))
         got = up_targets(out, "same")
@@ -716,6 +746,10 @@ def test_pod_attach_metadata_matches_prometheus(start_drover, kube, payloads, tm
         t = want[("web-1", "app", "metrics")]
         assert t["k8s_node_label_pool"] == "general"
         assert t["k8s_namespace_label_team"] == "shop"
+        assert t["k8s_pod_deployment_name"] == "web"
+        b = want[("backup-29000000-x", "app", "metrics")]
+        assert b["k8s_pod_job_name"] == "backup-29000000"
+        assert b["k8s_pod_cronjob_name"] == "backup"
 
         # the node's labels change: the targets' follow
         st, text = kube.request("PATCH", "/api/v1/nodes/%s" % NODE,

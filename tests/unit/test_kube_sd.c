@@ -228,8 +228,11 @@ void test_kube_sd_config_rules(void)
               "");
     CHECK_STR(sd_error("role: node\nselectors: [{role: node, label: \"pool=gpu\"}]\n"), "");
     check_error("role: node\nselectors: [{role: pod}]\n", "node role supports only node selectors");
-    check_error("role: pod\nattach_metadata: {deployment: true}\n",
-                "attach_metadata.deployment: drover attaches node and namespace metadata only");
+    CHECK_STR(sd_error("role: pod\nattach_metadata: {deployment: true, job: true, cronjob: "
+                       "true}\n"),
+              "");
+    check_error("role: pod\nattach_metadata: {statefulset: true}\n",
+                "attach_metadata: unknown key \"statefulset\"");
     check_error("role: pod\nattach_metadata: {node: maybe}\n",
                 "attach_metadata.node: expected true or false");
     check_error("role: pod\nbasic_auth: {username: a}\n", "sd.basic_auth: unknown key");

@@ -182,8 +182,13 @@ const dr_option kube_sd_options[] = {
      "annotationpresent_<name>} (node-local: a watch of the agent's node alone; else of every "
      "node, the pod role's node selector applying). namespace (every role but node): "
      "__meta_kubernetes_namespace_{label, labelpresent, annotation, annotationpresent}_<name> "
-     "of the target's namespace (a watch of every namespace). deployment, job and cronjob are "
-     "refused for now."},
+     "of the target's namespace (a watch of every namespace). deployment, job, cronjob (roles "
+     "pod, endpoints, endpointslice): for a pod controlled by a ReplicaSet, "
+     "__meta_kubernetes_pod_deployment_name, the Deployment that controls that ReplicaSet (a "
+     "watch of the ReplicaSets of the discovery's namespaces); by a Job, "
+     "__meta_kubernetes_pod_job_name, the Job's name (no watch), and "
+     "__meta_kubernetes_pod_cronjob_name, the CronJob that controls the Job (a watch of the "
+     "Jobs)."},
     KOPT("bearer_token_file", DR_OPT_STRING, bearer_token_file, NULL,
          "A file with the bearer token (with api_server), re-read when it changes."),
     KOPT("authorization.type", DR_OPT_STRING, auth_type, "Bearer", "Bearer only."),
@@ -266,8 +271,7 @@ static int parse_selectors(kube_sd *sd, const dr_cfg_node *list, const char *pat
     return nerr;
 }
 
-/* attach_metadata: node and namespace are attached; the owners' (deployment,
- * job, cronjob) need watches of ReplicaSets and Jobs drover does not open. */
+/* attach_metadata: which objects' metadata the targets get (kube_sd_meta.c). */
 static int parse_attach_metadata(kube_sd *sd, const dr_cfg_node *map, const char *path,
                                  dr_cfg_errors *errs)
 {
@@ -282,9 +286,8 @@ static int parse_attach_metadata(kube_sd *sd, const dr_cfg_node *map, const char
         const char *k = map->pairs[i].key->str;
         const dr_cfg_node *v = map->pairs[i].val;
         bool on = false;
-        bool owner =
-            strcmp(k, "deployment") == 0 || strcmp(k, "job") == 0 || strcmp(k, "cronjob") == 0;
-        if (strcmp(k, "node") != 0 && strcmp(k, "namespace") != 0 && !owner) {
+        if (strcmp(k, "node") != 0 && strcmp(k, "namespace") != 0 && strcmp(k, "deployment") != 0 &&
+            strcmp(k, "job") != 0 && strcmp(k, "cronjob") != 0) {
             dr_cfg_error(errs, map->pairs[i].key, path,
                          "attach_metadata: unknown key \"%s\" (node, namespace, deployment, job, "
                          "cronjob)",
@@ -293,16 +296,16 @@ static int parse_attach_metadata(kube_sd *sd, const dr_cfg_node *map, const char
         } else if (v->type != DR_CFG_SCALAR || dr_parse_bool(v->str, &on) != 0) {
             dr_cfg_error(errs, v, path, "attach_metadata.%s: expected true or false", k);
             nerr++;
-        } else if (on && owner) {
-            dr_cfg_error(errs, v, path,
-                         "attach_metadata.%s: drover attaches node and namespace metadata only, "
-                         "so far",
-                         k);
-            nerr++;
         } else if (strcmp(k, "node") == 0) {
             sd->attach_node = on;
         } else if (strcmp(k, "namespace") == 0) {
             sd->attach_namespace = on;
+        } else if (strcmp(k, "deployment") == 0) {
+            sd->attach_deployment = on;
+        } else if (strcmp(k, "job") == 0) {
+            sd->attach_job = on;
+        } else {
+            sd->attach_cronjob = on;
         }
     }
     return nerr;

@@ -74,8 +74,10 @@ void ksd_links_free(kube_sd *sd);
 /* Opens the node and namespace watches attach_metadata asks for; node
  * (may be NULL) limits the node watch to the agent's node. */
 int ksd_meta_watch(kube_sd *sd, const char *node);
-/* A node or namespace appeared, changed or went away (tested alone). */
-void ksd_meta_event(kube_sd *sd, bool is_node, dr_kube_event ev, const dr_jv *obj);
+/* The kinds of object whose metadata is attached. */
+typedef enum { KSD_META_NODE, KSD_META_NAMESPACE, KSD_META_REPLICASET, KSD_META_JOB } ksd_meta_kind;
+/* An object of a kind appeared, changed or went away (tested alone). */
+void ksd_meta_event(kube_sd *sd, ksd_meta_kind kind, dr_kube_event ev, const dr_jv *obj);
 /* *out = g with the labels of its node and namespace attached (a copy the
  * caller clears). */
 int ksd_meta_attach(const kube_sd *sd, const target_group *g, target_group *out);

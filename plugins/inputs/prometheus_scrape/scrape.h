@@ -104,10 +104,11 @@ typedef struct kube_sd {
     char *label_selector[KUBE_SD_NROLES], *field_selector[KUBE_SD_NROLES];
     bool node_local; /* only this node's pods (default) */
     dr_kube *kube;
-    ksd_links *links;                   /* endpoints, endpointslice: the objects a group joins */
-    bool attach_node, attach_namespace; /* attach_metadata */
-    ksd_meta *meta;                     /* the nodes' and namespaces' labels attached */
-    dr_kube_informer **infs;            /* every watch; synced when all are */
+    ksd_links *links; /* endpoints, endpointslice: the objects a group joins */
+    /* attach_metadata */
+    bool attach_node, attach_namespace, attach_deployment, attach_job, attach_cronjob;
+    ksd_meta *meta;          /* the nodes' and namespaces' labels attached */
+    dr_kube_informer **infs; /* every watch; synced when all are */
     size_t ninfs;
     ksd_table groups; /* by source */
     bool dirty;       /* groups changed since the targets were synced */
