@@ -80,8 +80,8 @@ static const dr_option kubelet_options[] = {
      0,
      0,
      "The kubelet's host or IP address. Unset: the NODE_IP environment variable (a DaemonSet "
-     "sets it from status.hostIP), else the agent's node_name; a config error when neither is "
-     "set."},
+     "sets it from status.hostIP), else the agent's node_name (itself NODE_NAME, else the host "
+     "name), resolved when the scrapes connect; a config error when none of them is set."},
     {"port",
      DR_OPT_INT,
      offsetof(kubelet_conf, port),
