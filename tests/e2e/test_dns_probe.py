@@ -296,6 +296,49 @@ outputs:
     assert s["drover_dns_probe_up"] == 0
 
 
+@pytest.mark.sanitizer
+@pytest.mark.time_limit(60)
+def test_dns_probe_missing_resolv_conf(start_drover, stub, tmp_path):
+    """No resolv.conf (or one without a nameserver): the agent starts and its
+    other inputs go on; the rounds without a server are counted and the
+    file is read again every round, so probing starts once it is there."""
+    out = os.path.join(str(tmp_path), "out.ndjson")
+    resolv = os.path.join(str(tmp_path), "resolv.conf")
+    cfg = os.path.join(str(tmp_path), "drover.yaml")
+    with open(cfg, "w") as f:
+        f.write("""agent:
+  data_dir: %s
+  http: { listen: %s }
+inputs:
+  - { name: dns, type: dns_probe, resolv_conf: %s, names: [ok.example.test],
+      interval: 300ms, timeout: 200ms }
+outputs:
+  - { name: out, type: file, match: dns, path: %s }
+""" % (yaml_str(os.path.join(str(tmp_path), "data")), yaml_str("%s:0" % HOST), yaml_str(resolv),
+            yaml_str(out)))
+    d = start_drover(cfg)
+    d.wait_ready()
+    without = lambda: d.metrics().get("drover_dns_probe_rounds_without_servers_total",  # noqa: E731
+                                      name="dns")
+    wait_until(lambda: without() >= 3, timeout=20, what="rounds counted without a server")
+    assert d.metrics().get("drover_dns_probe_rounds_total", name="dns") == 0
+    with open(resolv + ".tmp", "w") as f:
+        f.write("search cluster.local\n")  # no nameserver yet
+    os.replace(resolv + ".tmp", resolv)
+    seen = without()
+    wait_until(lambda: without() >= seen + 2, timeout=20, what="a resolv.conf without servers")
+    with open(resolv + ".tmp", "w") as f:
+        f.write("nameserver %s\n" % stub.address)
+    os.replace(resolv + ".tmp", resolv)
+    wait_until(lambda: d.metrics().get("drover_dns_probe_rounds_total", name="dns") >= 2,
+               timeout=20, what="probing once resolv.conf names a server")
+    assert d.metrics().get("drover_dns_probe_servers", name="dns") == 1
+    assert d.stop() == 0
+    p = Probes(OutputFile(out).read())
+    assert p.last(stub.address, "ok.example.test")["drover_dns_probe_up"] == 1
+    assert "no DNS servers to probe" in d.log_text()
+
+
 @pytest.mark.time_limit(120)
 def test_dns_probe_to_remote_write(start_drover, stub, prometheus, tmp_path):
     """The probe samples reach a metrics output as scraped ones do: what

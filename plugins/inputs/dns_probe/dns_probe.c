@@ -157,6 +157,8 @@ struct dns_probe {
     size_t outstanding; /* exchanges of the current round not yet done */
     bool round_emitted; /* oneshot: the single round is out */
     dr_counter *rounds, *skipped, *samples, *wrong_id, *wrong_question;
+    dr_counter *no_servers; /* rounds without a server to ask (resolv.conf unreadable) */
+    dr_gauge *nservers_gauge;
 };
 
 /* ---- configuration --------------------------------------------------------------------- */
@@ -430,11 +432,22 @@ static void on_probe_done(dns_exchange *x, const dns_outcome *o)
 }
 
 static void on_tick(uv_timer_t *timer);
+static int ensure_targets(dns_probe *in, const probe_conf *conf);
 
 static void start_round(dns_probe *in)
 {
     if (in->stopping || (in->inst->oneshot && in->round_emitted))
         return;
+    if (ensure_targets(in, in->inst->conf) != 0) {
+        /* no server to ask: counted and logged, tried again next round;
+         * the agent and its other inputs go on */
+        dr_counter_add(in->no_servers, 1);
+        if (in->inst->oneshot && !in->round_emitted) {
+            in->round_emitted = true;
+            dr_input_drained(in->inst);
+        }
+        return;
+    }
     if (in->outstanding > 0 || !dr_input_may_emit(in->inst)) {
         dr_counter_add(in->skipped, 1);
         if (in->inst->oneshot) /* the single round must still happen */
@@ -465,8 +478,10 @@ static int load_servers(dns_probe *in, const probe_conf *conf)
         snprintf(why, sizeof why, "%s has no nameserver line", conf->resolv_conf);
         rc = DR_EINVAL;
     }
-    if (rc != 0)
+    if (rc != 0) {
+        in->nservers = 0; /* read again at the next round */
         dr_log(in->inst, DR_LOG_ERROR, "no DNS servers to probe", "error=\"%s\"", why);
+    }
     return rc;
 }
 
@@ -497,6 +512,25 @@ static void make_targets(dns_probe *in, const probe_conf *conf)
     in->ntargets = k;
 }
 
+/* The targets, made once there are servers: the configured ones, or those
+ * of resolv.conf, read again at each round until it gives some (a node
+ * whose resolv.conf is missing or empty must not stop the agent). */
+static int ensure_targets(dns_probe *in, const probe_conf *conf)
+{
+    if (in->targets)
+        return 0;
+    int rc = load_servers(in, conf);
+    if (rc != 0)
+        return rc;
+    if (!(in->targets = calloc(in->nservers * conf->names.n, sizeof *in->targets)))
+        return DR_ENOMEM;
+    make_targets(in, conf);
+    dr_gauge_set(in->nservers_gauge, (double)in->nservers);
+    dr_log(in->inst, DR_LOG_INFO, "probing DNS", "servers=%zu names=%zu", in->nservers,
+           conf->names.n);
+    return 0;
+}
+
 static int probe_start(dr_instance *inst)
 {
     dns_probe *in = inst->state;
@@ -504,12 +538,12 @@ static int probe_start(dr_instance *inst)
     in->series = dr_agent_series(inst->agent);
     if (!in->series)
         return DR_ENOMEM;
-    int rc = load_servers(in, conf);
-    if (rc != 0)
-        return rc;
-    in->targets = calloc(in->nservers * conf->names.n, sizeof *in->targets);
-    if (!in->targets)
-        return DR_ENOMEM;
+    in->no_servers = dr_counter_new(inst, "drover_dns_probe_rounds_without_servers_total",
+                                    "Rounds with no server to ask: resolv.conf could not be read "
+                                    "or has no nameserver line (read again every round).",
+                                    NULL, NULL);
+    in->nservers_gauge = dr_gauge_new(inst, "drover_dns_probe_servers",
+                                      "The DNS servers the probes ask.", NULL, NULL);
     in->rounds =
         dr_counter_new(inst, "drover_dns_probe_rounds_total",
                        "Rounds of probes started (every name of every server).", NULL, NULL);
@@ -523,13 +557,11 @@ static int probe_start(dr_instance *inst)
     in->wrong_question = dr_counter_new(
         inst, "drover_dns_probe_ignored_replies_total",
         "UDP replies ignored while waiting for an answer, by reason.", "reason", "wrong_question");
-    make_targets(in, conf);
     uv_timer_init(inst->loop, &in->timer);
     in->timer.data = in;
     in->timer_open = true;
     in->started = true;
     uv_timer_start(&in->timer, on_tick, 0, inst->oneshot ? 0 : (uint64_t)conf->interval_ms);
-    dr_log(inst, DR_LOG_INFO, "probing DNS", "servers=%zu names=%zu", in->nservers, conf->names.n);
     return 0;
 }
 
@@ -643,8 +675,11 @@ const dr_plugin dr_plugin_dns_probe = {
         "drover_dns_probe_up (1 when the last probe got a response), labelled server, name and "
         "type. Replies with another id or question are ignored and counted "
         "(drover_dns_probe_ignored_replies_total{reason}). While the outputs are full, rounds "
-        "are skipped and counted. Two inputs that ask the same name of the same server make "
-        "the same series: give each (server, name, type) to one input.",
+        "are skipped and counted. A resolv.conf that cannot be read or names no server does not "
+        "stop the agent: it is logged, the rounds are counted in "
+        "drover_dns_probe_rounds_without_servers_total, and it is read again every round until "
+        "it gives servers (drover_dns_probe_servers). Two inputs that ask the same name of the "
+        "same server make the same series: give each (server, name, type) to one input.",
     .options = probe_options,
     .conf_size = sizeof(probe_conf),
     .init = probe_init,

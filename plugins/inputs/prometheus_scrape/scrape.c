@@ -259,8 +259,8 @@ const dr_plugin dr_plugin_prometheus_scrape = {
     .kind = DR_INPUT,
     .description =
         "Scrapes Prometheus endpoints with the scrape_configs of a prometheus.yml: static, "
-        "file-based and Kubernetes-discovered targets (pods, nodes and services; pods and nodes of "
-        "this node by default), "
+        "file-based and Kubernetes-discovered targets (every role of kubernetes_sd_configs, with "
+        "attach_metadata; this node's pods, node and endpoints by default), "
         "relabel_configs and metric_relabel_configs, honor_labels and "
         "honor_timestamps, sample and label limits, basic, bearer and TLS authentication. Text "
         "0.0.4, OpenMetrics 1.0 and protobuf bodies, gzip'ed or not, chosen by "
