@@ -479,19 +479,6 @@ static void scan(tail_state *st)
 
 /* ---- reading ------------------------------------------------------------------------- */
 
-/* Files of a container are read in order: a newer one waits while an older
- * one still has data. */
-static bool older_file_pending(tail_state *st, tail_file *f)
-{
-    for (tail_file *o = st->files; o; o = o->next)
-        if (o != f && o->group == f->group && o->order < f->order && !o->closing && o->hot &&
-            !o->at_eof)
-            return true;
-    return false;
-}
-
-static void report_drained_if_done(tail_state *st);
-
 static bool has_unread_data(tail_file *o)
 {
     if (o->gz)
@@ -499,6 +486,27 @@ static bool has_unread_data(tail_file *o)
     struct stat sb;
     return fstat(o->fd, &sb) == 0 && (uint64_t)sb.st_size > o->read_off;
 }
+
+/* Files of a container are read in order: a newer one waits while an older
+ * one still has data. */
+static bool older_file_pending(tail_state *st, tail_file *f)
+{
+    /* An older file may have been written to after we saw its end (the
+     * runtime writes a little more to the renamed file before it reopens),
+     * without an inotify event served yet: once the newer file has data,
+     * those writes are done, and they come first. */
+    for (tail_file *o = st->files; o; o = o->next) {
+        if (o == f || o->group != f->group || o->order >= f->order || o->closing)
+            continue;
+        if ((o->hot && !o->at_eof) || has_unread_data(o)) {
+            o->hot = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void report_drained_if_done(tail_state *st);
 
 /* A line can be cut by a rotation: its first pieces at the end of the old
  * file, the rest at the start of the new one (the runtime reopened in
