@@ -74,6 +74,10 @@ const plugin_sources = [_][]const u8{
     "plugins/outputs/msgpack.c",
     "plugins/outputs/http/http.c",
     "plugins/outputs/http/body.c",
+    "plugins/outputs/kafka/kafka.c",
+    "plugins/outputs/kafka/kafka_conf.c",
+    "plugins/outputs/kafka/kafka_message.c",
+    "plugins/outputs/kafka/kafka_stats.c",
     "plugins/outputs/loki/loki.c",
     "plugins/outputs/loki/loki_request.c",
     "plugins/outputs/remote_write/remote_write.c",
@@ -120,6 +124,8 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_compress.c",
     "tests/unit/test_http_output.c",
     "tests/unit/filter_harness.c",
+    "tests/unit/config_harness.c",
+    "tests/unit/test_kafka.c",
     "tests/unit/test_regex.c",
     "tests/unit/test_grep.c",
     "tests/unit/test_modify.c",
@@ -147,7 +153,7 @@ const unit_test_sources = [_][]const u8{
     "tests/unit/test_rw_spill.c",
 };
 
-const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8" };
+const system_libs = [_][]const u8{ "libcrypto", "libdeflate", "libuv", "yaml-0.1", "zlib", "libcurl", "libzstd", "snappy", "libprotobuf-c", "libpcre2-8", "rdkafka" };
 
 // Our own .proto files; protoc-c turns each into <name>.pb-c.[ch] at build
 // time, and the generated headers are on the include path.

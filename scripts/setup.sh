@@ -10,6 +10,9 @@ DEB_PACKAGES=(
   zlib1g-dev libdeflate-dev libssl-dev libclang-rt-22-dev time clang-format
   # servers the end-to-end tests scrape and write to (their services are not started)
   prometheus-node-exporter prometheus victoria-metrics
+  # Kafka for the kafka output's tests (its jars come from Maven Central,
+  # scripts/servers/kafka.sh) and kcat to read the topics back
+  openjdk-17-jre-headless maven kcat
 )
 
 missing=()

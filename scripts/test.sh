@@ -55,5 +55,6 @@ LOKI_BIN=$(bash scripts/servers/loki.sh)
 KUBE_BIN_DIR=$(bash scripts/servers/kube.sh)
 PROMETHEUS3_BIN=$(bash scripts/servers/prometheus3.sh)
 COREDNS_BIN=$(bash scripts/servers/coredns.sh)
-export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN
+KAFKA_LIBS=$(bash scripts/servers/kafka.sh)
+export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS
 python3 -m pytest -q tests/e2e

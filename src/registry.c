@@ -19,6 +19,7 @@ extern const dr_plugin dr_plugin_stdout;
 extern const dr_plugin dr_plugin_null;
 extern const dr_plugin dr_plugin_http;
 extern const dr_plugin dr_plugin_loki;
+extern const dr_plugin dr_plugin_kafka;
 extern const dr_plugin dr_plugin_remote_write;
 extern const dr_plugin dr_plugin_kubernetes;
 extern const dr_plugin dr_plugin_namespaces;
@@ -32,13 +33,28 @@ extern const dr_plugin dr_plugin_multiline;
 extern const dr_plugin dr_plugin_route;
 
 static const dr_plugin *const builtin[] = {
-    &dr_plugin_tail,         &dr_plugin_file,       &dr_plugin_stdout,
-    &dr_plugin_null,         &dr_plugin_http,       &dr_plugin_loki,
-    &dr_plugin_remote_write, &dr_plugin_kubernetes, &dr_plugin_namespaces,
-    &dr_plugin_grep,         &dr_plugin_modify,     &dr_plugin_parse,
-    &dr_plugin_redact,       &dr_plugin_sample,     &dr_plugin_throttle,
-    &dr_plugin_multiline,    &dr_plugin_route,      &dr_plugin_prometheus_scrape,
-    &dr_plugin_kubelet,      &dr_plugin_dns_probe,  &dr_plugin_coredns,
+    &dr_plugin_tail,
+    &dr_plugin_file,
+    &dr_plugin_stdout,
+    &dr_plugin_null,
+    &dr_plugin_http,
+    &dr_plugin_loki,
+    &dr_plugin_kafka,
+    &dr_plugin_remote_write,
+    &dr_plugin_kubernetes,
+    &dr_plugin_namespaces,
+    &dr_plugin_grep,
+    &dr_plugin_modify,
+    &dr_plugin_parse,
+    &dr_plugin_redact,
+    &dr_plugin_sample,
+    &dr_plugin_throttle,
+    &dr_plugin_multiline,
+    &dr_plugin_route,
+    &dr_plugin_prometheus_scrape,
+    &dr_plugin_kubelet,
+    &dr_plugin_dns_probe,
+    &dr_plugin_coredns,
 };
 
 size_t dr_plugin_count(void)

@@ -269,9 +269,10 @@ static int encode_kube(const dr_kube_meta *k, dr_buf *b)
     return 0;
 }
 
-/* The "kubernetes" pair of a chunk's records, encoded once per chunk. */
-static int encode_meta(const dr_chunk *c, dr_buf *b)
+int dr_msgpack_encode_meta(const dr_chunk *c, dr_buf *b)
 {
+    if (!c->meta && !c->kube)
+        return 0;
     if (c->kube)
         return encode_kube(c->kube, b);
     const dr_meta *m = c->meta;
@@ -284,7 +285,7 @@ static int encode_meta(const dr_chunk *c, dr_buf *b)
     return 0;
 }
 
-static long encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b, dr_json_doc **doc)
+long dr_msgpack_encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b, dr_json_doc **doc)
 {
     char ts[40];
     size_t tn = dr_format_rfc3339nano(r->time_ns, ts);
@@ -310,7 +311,7 @@ static long encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b, dr_
 long dr_msgpack_encode_chunk(const dr_chunk *c, dr_buf *out)
 {
     dr_buf meta = {0};
-    if ((c->meta || c->kube) && encode_meta(c, &meta) < 0) {
+    if (dr_msgpack_encode_meta(c, &meta) < 0) {
         dr_buf_free(&meta);
         return DR_ENOMEM;
     }
@@ -321,7 +322,7 @@ long dr_msgpack_encode_chunk(const dr_chunk *c, dr_buf *out)
         const dr_record *r = &c->recs[i];
         if (r->flags & DR_REC_DROPPED)
             continue;
-        long bad = encode_record(r, &meta, out, &doc);
+        long bad = dr_msgpack_encode_record(r, &meta, out, &doc);
         if (bad < 0) {
             out->len = start;
             bad_records = bad;

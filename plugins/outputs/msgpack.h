@@ -49,4 +49,15 @@ long dr_mp_str_utf8(dr_buf *b, const char *s, size_t n);
  * number of records with invalid UTF-8, or a negative DR_E* code. */
 long dr_msgpack_encode_chunk(const dr_chunk *c, dr_buf *out);
 
+/* The pieces, for outputs that place records one by one (as ndjson.h's):
+ * the "kubernetes" pair of a chunk's records, encoded once per chunk
+ * (nothing when the chunk has no metadata; 0 or DR_ENOMEM), and one record
+ * with it. `doc` is a JSON document for fields holding JSON, made on first
+ * use and reused; the caller frees it (dr_json_doc_free). The record
+ * returns its replacement count or a negative DR_E* code. */
+struct dr_json_doc;
+int dr_msgpack_encode_meta(const dr_chunk *c, dr_buf *b);
+long dr_msgpack_encode_record(const dr_record *r, const dr_buf *meta, dr_buf *b,
+                              struct dr_json_doc **doc);
+
 #endif

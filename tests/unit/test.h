@@ -30,4 +30,11 @@ char *dt_read_file(const char *path, size_t *len);
 /* A fresh temporary directory for this test (removed at exit). */
 const char *dt_tmpdir(void);
 
+/* The errors of an agent made from this configuration with the checks of
+ * --check-config, one per line; "" when it is accepted. `pipeline` is the
+ * YAML after the agent section (inputs, filters, outputs); `agent_extra`
+ * one more line of the agent section (such as "node_name: n1"), or NULL.
+ * Returns a static buffer (config_harness.c). */
+const char *dt_config_errors(const char *agent_extra, const char *pipeline);
+
 #endif

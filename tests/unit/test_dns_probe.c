@@ -378,39 +378,14 @@ void test_dns_resolv_conf(void)
 
 /* The errors of a configuration with one dns_probe input (the options
  * given in `opts`), joined; "" when it was accepted. */
-static char config_errors[4096];
 static const char *probe_config_errors(const char *opts)
 {
-    char cfg[2048], path[512];
-    snprintf(path, sizeof path, "%s/dns.yaml", dt_tmpdir());
-    snprintf(cfg, sizeof cfg,
-             "agent:\n  data_dir: %s/data\n  http: {listen: \"off\"}\n"
+    char pipeline[2048];
+    snprintf(pipeline, sizeof pipeline,
              "inputs:\n  - {name: dns, type: dns_probe, %s}\n"
              "outputs:\n  - {name: out, type: null, match: dns}\n",
-             dt_tmpdir(), opts);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return "cannot write";
-    fputs(cfg, f);
-    fclose(f);
-    dr_log_set_level(DR_LOG_ERROR);
-    dr_metrics *m = dr_metrics_new();
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    dr_cfg_errors errs = {0};
-    dr_agent *a = dr_agent_create(&loop, m, path, true, &errs);
-    config_errors[0] = '\0';
-    for (size_t i = 0; i < errs.n; i++) {
-        size_t o = strlen(config_errors);
-        snprintf(config_errors + o, sizeof config_errors - o, "%s\n", errs.msg[i]);
-    }
-    dr_cfg_errors_free(&errs);
-    if (a)
-        dr_agent_free(a);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    dr_metrics_free(m);
-    return config_errors;
+             opts);
+    return dt_config_errors(NULL, pipeline);
 }
 
 static void check_refused(const char *opts, const char *want)

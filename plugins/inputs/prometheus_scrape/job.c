@@ -105,9 +105,9 @@ const dr_option scrape_job_options[] = {
      0,
      0,
      "Targets from the Kubernetes API, as Prometheus discovers them: a list of discoveries, "
-     "each with the keys in the table below. Roles pod, node and service (the other roles "
-     "are refused for now); only this node's pods (or this node) when the agent knows its "
-     "node (node_local). The targets follow the objects within 5 s. Self-metrics: "
+     "each with the keys in the table below (every role: pod, node, service, endpoints, "
+     "endpointslice, ingress); only this node's pods, node and endpoints when the agent "
+     "knows its node (node_local). The targets follow the objects within 5 s. Self-metrics: "
      "drover_sd_kubernetes_events_total{role} (watch events) and "
      "drover_sd_kubernetes_objects{role} (objects with targets)."},
     OPT("relabel_configs", DR_OPT_NODE, relabel_configs, NULL,

@@ -1,0 +1,440 @@
+"""Real Apache Kafka for drover's end-to-end tests (see ../shared/SERVERS.md).
+
+`KafkaCluster` runs one to three Kafka 4 brokers in KRaft mode on 127.0.0.1,
+each node both broker and controller (a static quorum of all of them), with
+ports of their own and data in a directory of the test. The jars are in
+$KAFKA_LIBS, else in the directory scripts/servers/kafka.sh prints (fetched
+once from Maven Central, cached outside the checkout). Three brokers get the
+settings of a cluster that survives one broker failure: replication factor 3
+and min.insync.replicas 2 by default (one broker: 1 and 1). A broker can be
+killed (SIGKILL), stopped and started again on its ports and data.
+
+Reading back goes through kcat (Debian), binary-safe: `consume(topic)` reads
+every message of every partition from the beginning to the end, with its
+partition, offset, key, headers and value as bytes.
+
+Fixtures (import them into a test module: `from kafka_servers import kafka`):
+
+  kafka_libs   session: the jar directory; the test fails (not skips) without it
+  kafka        a started single-broker cluster (auto.create.topics.enable on,
+               3 partitions per new topic)
+  kafka3       a started three-broker cluster
+  start_kafka  start_kafka(brokers=1, **settings) -> KafkaCluster, for other settings
+               (auto_create_topics=False, message_max_bytes=..., extra={...})
+
+Every broker a fixture starts is stopped by its own pid at the end of the
+test (SIGTERM, then SIGKILL), pass or fail; when a test fails, the tail of
+each broker's log is attached to its report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from typing import Optional
+
+import pytest
+
+from drover_e2e import HOST, REPO, free_port
+
+KAFKA_SCRIPT = REPO / "scripts" / "servers" / "kafka.sh"
+KAFKA_FETCH_TIMEOUT = 900
+KCAT = shutil.which("kcat") or "/usr/bin/kcat"
+JAVA = shutil.which("java") or "/usr/bin/java"
+READY_TIMEOUT = 90.0  # a broker starts in about 10-15 s on 2 cores
+TOOL_TIMEOUT = 90.0
+
+
+def find_or_fetch_kafka() -> tuple[Optional[str], str]:
+    """(libs directory, "") or (None, why). $KAFKA_LIBS overrides."""
+    env = os.environ.get("KAFKA_LIBS")
+    if env:
+        if os.path.isdir(env) and any(n.startswith("kafka_2.13-") for n in os.listdir(env)):
+            return env, ""
+        return None, "KAFKA_LIBS=%s holds no kafka_2.13 jar" % env
+    try:
+        p = subprocess.run(["bash", str(KAFKA_SCRIPT)], cwd=REPO, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=KAFKA_FETCH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, "%s did not finish within %ds" % (KAFKA_SCRIPT, KAFKA_FETCH_TIMEOUT)
+    lines = p.stdout.decode("utf-8", "replace").strip().splitlines()
+    path = lines[-1] if lines else ""
+    if p.returncode != 0 or not os.path.isdir(path):
+        return None, "%s failed (exit %d):\n%s" % (KAFKA_SCRIPT, p.returncode,
+                                                  p.stderr.decode("utf-8", "replace")[-6000:])
+    return path, ""
+
+
+@dataclasses.dataclass
+class KafkaMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+    headers: list  # [(name, value bytes)] in order
+
+
+class KafkaError(AssertionError):
+    pass
+
+
+def _parse_kcat(topic: str, out: bytes) -> list[KafkaMessage]:
+    """Parses kcat's output in the format of KafkaCluster.consume: per
+    message a line "partition offset keylen valuelen headers" and then the
+    key's and the value's bytes (a length of -1: null)."""
+    msgs = []
+    i = 0
+    while i < len(out):
+        nl = out.index(b"\n", i)
+        head = out[i:nl].decode("utf-8", "replace")
+        parts = head.split(" ", 4)
+        if len(parts) < 4:
+            raise KafkaError("kcat: unexpected line %r" % head)
+        p, o, klen, vlen = (int(x) for x in parts[:4])
+        hdrs = []
+        if len(parts) == 5 and parts[4]:
+            for h in parts[4].split(","):
+                name, _, val = h.partition("=")
+                hdrs.append((name, val.encode()))
+        i = nl + 1
+        key = out[i:i + klen] if klen >= 0 else None
+        i += max(klen, 0)
+        value = out[i:i + vlen] if vlen >= 0 else None
+        i += max(vlen, 0)
+        msgs.append(KafkaMessage(topic, p, o, key, value, hdrs))
+    return msgs
+
+
+class KafkaNode:
+    def __init__(self, workdir: str, node_id: int):
+        self.id = node_id
+        self.workdir = workdir
+        self.port = free_port()
+        self.controller_port = free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
+        self.data_dir = os.path.join(workdir, "data")
+        self.config_path = os.path.join(workdir, "server.properties")
+        self.proc: Optional[subprocess.Popen] = None
+        self.logs: list[str] = []
+
+    @property
+    def address(self) -> str:
+        return "%s:%d" % (HOST, self.port)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class KafkaCluster:
+    """One to three KRaft nodes (broker + controller each)."""
+
+    def __init__(self, libs: str, workdir: str, *, brokers: int = 1, name: str = "kafka",
+                 auto_create_topics: bool = True, num_partitions: int = 3,
+                 message_max_bytes: Optional[int] = None, extra: Optional[dict] = None):
+        assert 1 <= brokers <= 3
+        self.libs = libs
+        self.name = name
+        self.workdir = os.path.abspath(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.nodes = [KafkaNode(os.path.join(self.workdir, "node%d" % (i + 1)), i + 1)
+                      for i in range(brokers)]
+        rf = 3 if brokers == 3 else 1
+        voters = ",".join("%d@%s:%d" % (n.id, HOST, n.controller_port) for n in self.nodes)
+        for n in self.nodes:
+            os.makedirs(n.data_dir, exist_ok=True)
+            props = {
+                "process.roles": "broker,controller",
+                "node.id": str(n.id),
+                "controller.quorum.voters": voters,
+                "listeners": "PLAINTEXT://%s:%d,CONTROLLER://%s:%d" % (HOST, n.port, HOST,
+                                                                       n.controller_port),
+                "advertised.listeners": "PLAINTEXT://%s:%d" % (HOST, n.port),
+                "controller.listener.names": "CONTROLLER",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "log.dirs": n.data_dir,
+                "num.partitions": str(num_partitions),
+                "default.replication.factor": str(rf),
+                "min.insync.replicas": "2" if rf == 3 else "1",
+                "offsets.topic.replication.factor": str(rf),
+                "transaction.state.log.replication.factor": str(rf),
+                "transaction.state.log.min.isr": "2" if rf == 3 else "1",
+                "share.coordinator.state.topic.replication.factor": str(rf),
+                "share.coordinator.state.topic.min.isr": "2" if rf == 3 else "1",
+                "group.initial.rebalance.delay.ms": "0",
+                "auto.create.topics.enable": "true" if auto_create_topics else "false",
+                "unclean.leader.election.enable": "false",
+                "log.flush.interval.messages": "9223372036854775807",
+            }
+            if message_max_bytes is not None:
+                props["message.max.bytes"] = str(message_max_bytes)
+            props.update(extra or {})
+            with open(n.config_path, "w") as f:
+                f.writelines("%s=%s\n" % kv for kv in props.items())
+        self.formatted = False
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.address for n in self.nodes)
+
+    # ---- life cycle ----
+
+    def _java(self, *args: str, timeout: float = TOOL_TIMEOUT) -> subprocess.CompletedProcess:
+        return subprocess.run([JAVA, "-Xmx256m", "-cp", os.path.join(self.libs, "*"), *args],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
+
+    def _format(self) -> None:
+        p = self._java("kafka.tools.StorageTool", "random-uuid")
+        cluster_id = p.stdout.decode().strip().splitlines()[-1].strip()
+        for n in self.nodes:
+            p = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                           n.config_path)
+            if p.returncode != 0:
+                raise KafkaError("formatting %s failed:\n%s" % (n.data_dir, p.stdout.decode()[-3000:]))
+        self.formatted = True
+
+    def start(self, wait: bool = True) -> "KafkaCluster":
+        if not self.formatted:
+            self._format()
+        for i in range(len(self.nodes)):
+            if not self.nodes[i].alive():
+                self.start_broker(i, wait=False)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def start_broker(self, i: int, wait: bool = False) -> None:
+        n = self.nodes[i]
+        assert not n.alive(), "broker %d is running" % n.id
+        log = os.path.join(n.workdir, "run%d.log" % (len(n.logs) + 1))
+        n.logs.append(log)
+        with open(log, "wb") as logf:
+            n.proc = subprocess.Popen(
+                [JAVA, "-Xmx256m", "-Xms64m", "-XX:+UseSerialGC",
+                 "-Dlog4j2.level=INFO", "-cp", os.path.join(self.libs, "*"), "kafka.Kafka",
+                 n.config_path],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, cwd=n.workdir)
+        if wait:
+            self.wait_ready()
+
+    def metadata(self, topic: Optional[str] = None, timeout: float = 5.0) -> dict:
+        """kcat -L -J: brokers and topics as the cluster reports them."""
+        args = [KCAT, "-L", "-J", "-b", self.bootstrap, "-m", str(int(max(1, timeout)))]
+        if topic:
+            args += ["-t", topic]
+        p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=timeout + 10)
+        if p.returncode != 0:
+            raise KafkaError("kcat -L: %s" % p.stderr.decode("utf-8", "replace")[-500:])
+        return json.loads(p.stdout)
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> "KafkaCluster":
+        """Until every running broker is in the cluster's metadata; fails
+        early when one exits."""
+        deadline = time.monotonic() + timeout
+        want = {n.id for n in self.nodes if n.proc is not None and n.alive()}
+        last = "no answer"
+        while True:
+            for n in self.nodes:
+                if n.proc is not None and not n.alive() and n.id in want:
+                    raise KafkaError("broker %d exited (rc=%s) before ready:\n%s"
+                                     % (n.id, n.proc.returncode, self.log_text(n.id - 1)[-6000:]))
+            try:
+                md = self.metadata(timeout=2.0)
+                seen = {b["id"] for b in md.get("brokers", [])}
+                if want <= seen:
+                    return self
+                last = "brokers %s" % sorted(seen)
+            except (KafkaError, ValueError, subprocess.TimeoutExpired) as e:
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise KafkaError("kafka %s not ready within %.0fs (last: %s):\n%s"
+                                 % (self.name, timeout, last, self.log_text(0)[-6000:]))
+            time.sleep(0.5)
+
+    def kill_broker(self, i: int) -> None:
+        n = self.nodes[i]
+        if n.alive():
+            n.proc.kill()
+        if n.proc is not None:
+            try:
+                n.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def stop_broker(self, i: int, timeout: float = 60.0) -> None:
+        n = self.nodes[i]
+        if not n.alive():
+            return
+        n.proc.send_signal(signal.SIGTERM)
+        try:
+            n.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_broker(i)
+
+    def stop_all(self) -> None:
+        for i in range(len(self.nodes)):
+            self.stop_broker(i)
+
+    def start_all(self) -> None:
+        self.start(wait=True)
+
+    def cleanup(self) -> None:
+        """For teardown: never raises, leaves no process behind."""
+        for i in range(len(self.nodes)):
+            try:
+                self.stop_broker(i, timeout=20.0)
+            except BaseException:
+                self.kill_broker(i)
+
+    def log_text(self, i: int, run: int = -1) -> str:
+        try:
+            with open(self.nodes[i].logs[run], "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except (IndexError, OSError):
+            return ""
+
+    # ---- topics and messages ----
+
+    def create_topic(self, name: str, *, partitions: int = 3, replication: Optional[int] = None,
+                     configs: Optional[dict] = None) -> None:
+        """Creates the topic and waits until every partition has a leader."""
+        rf = replication or (3 if len(self.nodes) == 3 else 1)
+        args = ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", self.bootstrap,
+                "--create", "--topic", name, "--partitions", str(partitions),
+                "--replication-factor", str(rf)]
+        for k, v in (configs or {}).items():
+            args += ["--config", "%s=%s" % (k, v)]
+        p = self._java(*args)
+        if p.returncode != 0:
+            raise KafkaError("creating topic %s failed:\n%s" % (name, p.stdout.decode()[-3000:]))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                md = self.metadata(topic=name, timeout=2.0)
+                t = next((t for t in md.get("topics", []) if t["topic"] == name), None)
+                if t and not t.get("error") and len(t["partitions"]) == partitions and all(
+                        p.get("leader", -1) >= 0 for p in t["partitions"]):
+                    return
+            except (KafkaError, ValueError, subprocess.TimeoutExpired):
+                pass
+            if time.monotonic() > deadline:
+                raise KafkaError("topic %s has no leaders after 30 s" % name)
+            time.sleep(0.3)
+
+    def consume(self, topic: str, timeout: float = 60.0) -> list[KafkaMessage]:
+        """Every message of the topic, from the beginning of each partition to its end."""
+        p = subprocess.run([KCAT, "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning",
+                            "-e", "-q", "-f", "%p %o %K %S %h\n%k%s"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=timeout)
+        if p.returncode != 0:
+            raise KafkaError("kcat -C %s: %s" % (topic, p.stderr.decode("utf-8", "replace")[-800:]))
+        return _parse_kcat(topic, p.stdout)
+
+    def count(self, topic: str) -> int:
+        """Messages in the topic: the sum of its partitions' end offsets (-1
+        when the cluster cannot say)."""
+        try:
+            md = self.metadata(topic=topic, timeout=3.0)
+            t = next((t for t in md.get("topics", []) if t["topic"] == topic), None)
+            if not t or t.get("error"):
+                return 0
+            args = [KCAT, "-Q", "-b", self.bootstrap]
+            for part in t["partitions"]:
+                args += ["-t", "%s:%d:-1" % (topic, part["partition"])]
+            p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=15)
+            if p.returncode != 0:
+                return -1
+            total = 0
+            for line in p.stdout.decode().splitlines():
+                # "<topic> [<partition>] offset <n>"
+                fields = line.split()
+                if len(fields) >= 4 and fields[2] == "offset":
+                    total += int(fields[3])
+            return total
+        except (KafkaError, ValueError, subprocess.TimeoutExpired):
+            return -1
+
+
+# ---- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_libs() -> str:
+    """The Kafka jars. Session-scoped, so a first fetch happens before any
+    test's watchdog starts. None: the test fails with the reason."""
+    path, why = find_or_fetch_kafka()
+    if not path:
+        pytest.fail("cannot get Kafka: %s" % why, pytrace=False)
+    for tool in (KCAT, JAVA):
+        if not os.access(tool, os.X_OK):
+            pytest.fail("%s is not installed (scripts/setup.sh)" % tool, pytrace=False)
+    return path
+
+
+class _KafkaReports:
+    """Attaches the log tail of every broker of a failed test to its report."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        rep = outcome.get_result()
+        if not rep.failed:
+            return
+        for c in getattr(item, "_kafka_clusters", []):
+            for i, n in enumerate(c.nodes):
+                for r, path in enumerate(n.logs):
+                    tail = "\n".join(c.log_text(i, r).splitlines()[-60:])[-8000:]
+                    rep.sections.append(("kafka %s broker %d run %d log (%s)"
+                                         % (c.name, n.id, r + 1, path), tail))
+
+
+_REPORTS_PLUGIN = "drover-e2e-kafka-reports"
+
+
+@pytest.fixture
+def start_kafka(request, kafka_libs, tmp_path):
+    """start_kafka(brokers=1, name=..., start=True, **settings) -> KafkaCluster
+    (started and ready unless start=False). All are stopped at teardown."""
+    pm = request.config.pluginmanager
+    if not pm.has_plugin(_REPORTS_PLUGIN):
+        pm.register(_KafkaReports(), _REPORTS_PLUGIN)
+    clusters: list[KafkaCluster] = []
+    request.node._kafka_clusters = clusters
+
+    def start(*, brokers: int = 1, name: str = "kafka", start: bool = True, **kw) -> KafkaCluster:
+        c = KafkaCluster(kafka_libs, str(tmp_path / ("kafka-" + name)), brokers=brokers,
+                         name=name, **kw)
+        clusters.append(c)
+        if start:
+            c.start()
+        return c
+
+    try:
+        yield start
+    finally:
+        for c in clusters:
+            c.cleanup()
+
+
+@pytest.fixture
+def kafka(start_kafka) -> KafkaCluster:
+    """A started single-broker cluster; stopped at teardown."""
+    return start_kafka()
+
+
+@pytest.fixture
+def kafka3(start_kafka) -> KafkaCluster:
+    """A started three-broker cluster (replication 3, min.insync.replicas 2)."""
+    return start_kafka(brokers=3, name="kafka3")
