@@ -187,6 +187,7 @@ def test_steady_exactly_once_in_pod_order(kafka, start_drover, track, tmp_path):
 # ---- (b) topics from a field ----------------------------------------------------------------------------
 
 
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(120)
 def test_topic_from_a_field(kafka, start_drover, tmp_path):
     """topic_key names a field the parse filter takes from JSON lines: a
@@ -226,6 +227,7 @@ def mp_decode(b: bytes):
     return msgpack.unpackb(b, raw=False)
 
 
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(120)
 def test_raw_and_msgpack_values(kafka, start_drover, tmp_path):
     """format raw: the value is the line's bytes as the container wrote them,
@@ -334,6 +336,7 @@ def _key(labels: dict, ts: int, value) -> tuple:
     return (json.dumps(labels, sort_keys=True), ts, value)
 
 
+@pytest.mark.sanitizer
 @pytest.mark.time_limit(120)
 def test_samples_as_write_requests(kafka, node_exporter, start_drover, tmp_path):
     """prometheus_scrape of node-exporter every second into kafka and, beside
