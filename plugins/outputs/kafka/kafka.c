@@ -79,6 +79,11 @@ static const dr_option kafka_options[] = {
      "1.0 WriteRequests."},
     {"compression", DR_OPT_ENUM, offsetof(kafka_conf, compression), "zstd", 0, kafka_compressions,
      0, 0, "Compression of the message batches (compression.codec)."},
+    {"compression_level", DR_OPT_INT, offsetof(kafka_conf, compression_level), "1", 0, NULL, -1, 12,
+     "Level of the compression (compression.level): 1, the fastest, by default (on a node "
+     "the agent's CPU is the scarcer resource); -1 takes the codec's own default (gzip 6, lz4 "
+     "0, zstd 3); higher is smaller and slower. "
+     "Ignored for snappy and none."},
     {"acks", DR_OPT_ENUM, offsetof(kafka_conf, acks), "all", 0, kafka_acks, 0, 0,
      "Which replicas must have a message before its delivery counts: `all` in-sync replicas "
      "(acks=all; the topic's min.insync.replicas then decides how many), the `leader` alone "
@@ -158,7 +163,8 @@ static const dr_option kafka_options[] = {
      "Any other librdkafka property, a map of names to values, such as `{socket.keepalive.enable: "
      "true, queue.buffering.max.messages: 200000}`. The properties the options above set, and "
      "every ssl.* and sasl.* one, are refused here: bootstrap.servers, client.id, "
-     "compression.codec, acks, enable.idempotence, linger.ms, batch.size, batch.num.messages, "
+     "compression.codec, compression.level, acks, enable.idempotence, linger.ms, batch.size, "
+     "batch.num.messages, "
      "queue.buffering.max.kbytes, message.timeout.ms, message.max.bytes, "
      "statistics.interval.ms, delivery.report.only.error, partitioner, security.protocol, "
      "log.queue (and their aliases)."},

@@ -38,6 +38,7 @@ typedef struct kafka_conf {
     dr_strlist headers;
     int format;
     int compression;
+    int64_t compression_level;
     int acks;
     bool idempotence;
     int64_t linger_ms;

@@ -23,6 +23,7 @@ static const char *const owned_properties[] = {
     "client.id",
     "compression.codec",
     "compression.type",
+    "compression.level",
     "acks",
     "request.required.acks",
     "enable.idempotence",
@@ -121,6 +122,7 @@ static bool set_delivery(rd_kafka_conf_t *kc, const kafka_conf *conf, dr_error *
     return set(kc, "acks", acks_values[conf->acks], err) &&
            set(kc, "enable.idempotence", conf->idempotence ? "true" : "false", err) &&
            set(kc, "compression.codec", compression_values[conf->compression], err) &&
+           set_int(kc, "compression.level", conf->compression_level, err) &&
            set_int(kc, "linger.ms", conf->linger_ms, err) &&
            set_int(kc, "batch.size", (int64_t)conf->batch_bytes, err) &&
            set_int(kc, "batch.num.messages", conf->batch_messages, err) &&

@@ -11,7 +11,7 @@ AGENT_VERSION="$("$DROVER" --version 2>/dev/null | head -1)"
 # exec keeps drover itself the measured process.
 AGENT_CMD="bash -c 'if head -1 \"\$1\" | grep -q oneshot; then exec \"\$0\" --oneshot -c \"\$1\"; else exec \"\$0\" -c \"\$1\"; fi' $DROVER {{CONFIG}}"
 
-SCENARIOS="null null_poll loki loki_json http k8s_loki k8s_loki_noparse"
+SCENARIOS="null null_poll loki loki_json http kafka k8s_loki k8s_loki_noparse"
 
 # tail -> null; --oneshot: the process exits once everything is read and
 # delivered (its checkpoints saved), so wall time includes the shutdown.
@@ -35,6 +35,13 @@ DONE_loki_json=sink
 # tail -> http output, NDJSON, uncompressed -> sink.py /ingest
 CONFIG_http=http.yaml
 DONE_http=sink
+
+# tail -> kafka output (defaults: NDJSON records, zstd, acks all) -> the broker
+# of bench/logs/kafka-broker.py (KAFKA_BROKERS); completion: drover's count of
+# delivered records (delivery reports in), polled.
+CONFIG_kafka=kafka.yaml
+DONE_kafka=poll
+POLL_PROM_kafka="http://127.0.0.1:{{METRICS_PORT}}/metrics drover_output_records_total name=out"
 
 # DaemonSet-like: tail -> kubernetes filter (LIST + WATCH of the sink's stub API,
 # {{SINK_URL}}, token {{TOKEN_FILE}}, node {{NODE_NAME}}) -> parse (JSON messages)
