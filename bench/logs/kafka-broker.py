@@ -11,6 +11,7 @@ measured agent for the whole session (its CPU is not the agent's):
 """
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -26,6 +27,8 @@ def serve(workdir):
     if not libs:
         print("kafka-broker: no Kafka: %s" % why, file=sys.stderr)
         return 1
+    # a fresh broker every session: old data would not match the new cluster id
+    shutil.rmtree(os.path.join(workdir, "cluster"), ignore_errors=True)
     # the default log segment settings keep every run's messages: the broker
     # writes them to disk as a real one would
     cluster = KafkaCluster(libs, os.path.join(workdir, "cluster"), name="bench",

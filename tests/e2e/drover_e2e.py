@@ -85,6 +85,17 @@ def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.1
         time.sleep(interval)
 
 
+def make_cert(directory, name: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, made
+    by `openssl req`: (cert path, key path) in directory."""
+    cert, key = os.path.join(str(directory), name + ".crt"), os.path.join(str(directory), name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    return cert, key
+
+
 def yaml_str(s: str) -> str:
     """A YAML double-quoted scalar (JSON's escapes are YAML's)."""
     return json.dumps(s)

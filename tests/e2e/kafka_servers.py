@@ -20,7 +20,9 @@ Fixtures (import them into a test module: `from kafka_servers import kafka`):
                3 partitions per new topic)
   kafka3       a started three-broker cluster
   start_kafka  start_kafka(brokers=1, **settings) -> KafkaCluster, for other settings
-               (auto_create_topics=False, message_max_bytes=..., extra={...})
+               (auto_create_topics=False, message_max_bytes=..., extra={...}, and
+               sasl_users={name: password} and tls=(cert, key) for listeners with SASL
+               PLAIN, TLS, and both: bootstrap_of("sasl" | "tls" | "sasl_tls"))
 
 Every broker a fixture starts is stopped by its own pid at the end of the
 test (SIGTERM, then SIGKILL), pass or fail; when a test fails, the tail of
@@ -117,9 +119,18 @@ class KafkaNode:
         self.id = node_id
         self.workdir = workdir
         self.port = free_port()
-        self.controller_port = free_port()
-        while self.controller_port == self.port:
-            self.controller_port = free_port()
+        taken = {self.port}
+
+        def another() -> int:
+            while True:
+                p = free_port()
+                if p not in taken:
+                    taken.add(p)
+                    return p
+
+        self.controller_port = another()
+        # the listeners of KafkaCluster's sasl_users and tls
+        self.sasl_port, self.tls_port, self.sasl_tls_port = another(), another(), another()
         self.data_dir = os.path.join(workdir, "data")
         self.config_path = os.path.join(workdir, "server.properties")
         self.proc: Optional[subprocess.Popen] = None
@@ -138,8 +149,11 @@ class KafkaCluster:
 
     def __init__(self, libs: str, workdir: str, *, brokers: int = 1, name: str = "kafka",
                  auto_create_topics: bool = True, num_partitions: int = 3,
-                 message_max_bytes: Optional[int] = None, extra: Optional[dict] = None):
+                 message_max_bytes: Optional[int] = None, extra: Optional[dict] = None,
+                 sasl_users: Optional[dict] = None, tls: Optional[tuple[str, str]] = None):
         assert 1 <= brokers <= 3
+        self.sasl_users = dict(sasl_users or {})
+        self.tls = tls
         self.libs = libs
         self.name = name
         self.workdir = os.path.abspath(workdir)
@@ -176,6 +190,7 @@ class KafkaCluster:
             }
             if message_max_bytes is not None:
                 props["message.max.bytes"] = str(message_max_bytes)
+            props.update(self._security_props(n))
             props.update(extra or {})
             with open(n.config_path, "w") as f:
                 f.writelines("%s=%s\n" % kv for kv in props.items())
@@ -184,6 +199,56 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(n.address for n in self.nodes)
+
+    def bootstrap_of(self, listener: str) -> str:
+        """The addresses of a security listener: "sasl" (SASL_PLAINTEXT),
+        "tls" (SSL) or "sasl_tls" (SASL_SSL)."""
+        attr = {"sasl": "sasl_port", "tls": "tls_port", "sasl_tls": "sasl_tls_port"}[listener]
+        return ",".join("%s:%d" % (HOST, getattr(n, attr)) for n in self.nodes)
+
+    # The listeners beside PLAINTEXT (which the brokers, kcat and the
+    # tools use): with sasl_users, SASL (SASL_PLAINTEXT) taking PLAIN for
+    # those users; with tls (a PEM
+    # certificate and its unencrypted PKCS#8 key), TLS (SSL); with both,
+    # SASLTLS (SASL_SSL) too.
+
+    def _security_props(self, n: KafkaNode) -> dict:
+        listeners = []
+        if self.sasl_users:
+            listeners.append(("SASL", "SASL_PLAINTEXT", n.sasl_port))
+        if self.tls:
+            listeners.append(("TLS", "SSL", n.tls_port))
+        if self.sasl_users and self.tls:
+            listeners.append(("SASLTLS", "SASL_SSL", n.sasl_tls_port))
+        if not listeners:
+            return {}
+        props = {
+            "listeners": "PLAINTEXT://%s:%d,CONTROLLER://%s:%d,%s" % (
+                HOST, n.port, HOST, n.controller_port,
+                ",".join("%s://%s:%d" % (name, HOST, port) for name, _, port in listeners)),
+            "advertised.listeners": "PLAINTEXT://%s:%d,%s" % (
+                HOST, n.port, ",".join("%s://%s:%d" % (name, HOST, port)
+                                       for name, _, port in listeners)),
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,%s" % (
+                ",".join("%s:%s" % (name, proto) for name, proto, _ in listeners)),
+        }
+        if self.tls:
+            keystore = os.path.join(n.workdir, "keystore.pem")
+            with open(keystore, "w") as out:
+                for path in (self.tls[1], self.tls[0]):  # the key, then the certificate
+                    with open(path) as f:
+                        out.write(f.read())
+        for name, proto, _ in listeners:
+            ln = "listener.name.%s." % name.lower()
+            if proto.startswith("SASL"):
+                props[ln + "sasl.enabled.mechanisms"] = "PLAIN"
+                users = " ".join('user_%s="%s"' % kv for kv in self.sasl_users.items())
+                props[ln + "plain.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required %s;" % users)
+            if proto.endswith("SSL"):
+                props[ln + "ssl.keystore.type"] = "PEM"
+                props[ln + "ssl.keystore.location"] = keystore
+        return props
 
     # ---- life cycle ----
 

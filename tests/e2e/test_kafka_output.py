@@ -16,10 +16,14 @@ line's unique id), and the copies are counted and reported.
   test_raw_and_msgpack_values             format raw (bytes as written) and msgpack
   test_samples_as_write_requests          prometheus_scrape -> kafka: WriteRequests that
                                           hold exactly what drover scraped
-  test_too_large_and_unknown_topic_dropped  permanent errors: counted drops, the rest flows
+  test_too_large_dropped_rest_flows       too large for the broker or for message_max_bytes:
+                                          counted drops, the rest flows
+  test_unknown_topic_dropped_when_brokers_do_not_create_topics
   test_broker_sigkill_nothing_lost        3 brokers, one SIGKILLed mid-run and restarted
   test_cluster_down_30s_held_and_caught_up  all brokers down for 30 s: RSS flat, caught up
   test_drover_sigkill_nothing_lost        drover SIGKILLed and restarted: duplicates counted
+  test_sasl_and_tls                       SASL PLAIN, TLS, both; a wrong password
+                                          and a wrong CA deliver nothing and say why
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import time
 
 import pytest
 
-from drover_e2e import HOST, Delivery, OutputFile, WriterProcess, rss_bytes, wait_until, yaml_str
+from drover_e2e import (HOST, Delivery, OutputFile, WriterProcess, make_cert, rss_bytes, wait_until,
+                        yaml_str)
 from kafka_servers import kafka, kafka3, kafka_libs, start_kafka  # noqa: F401
 from kubelet_writer import Expected
 from metrics_servers import node_exporter  # noqa: F401
@@ -534,3 +539,90 @@ def test_drover_sigkill_nothing_lost(kafka, start_drover, track, tmp_path):
     msgs = kafka.consume("logs")
     nothing_lost(expected, msgs, "drover SIGKILL at %s s" % kills)
     assert m.get("drover_dropped_records_total") == 0, m.find("drover_dropped_records_total")
+
+
+@pytest.mark.time_limit(150)
+def test_unknown_topic_dropped_when_brokers_do_not_create_topics(start_kafka, start_drover, tmp_path):
+    """auto.create.topics.enable false: records for a topic that does not
+    exist are dropped once librdkafka gives up waiting for it
+    (topic.metadata.propagation.max.ms, passed through `properties`),
+    counted as unknown_topic; the records of an existing topic flow."""
+    from kubelet_writer import KubeletWriter
+    kafka = start_kafka(auto_create_topics=False)
+    kafka.create_topic("known", partitions=1)
+    root = tmp_path / "node"
+    w = KubeletWriter(str(root), seed=6)
+    c = w.add_container("ns1", "app-0", "app")
+    lines = [b'{"t":"known","n":%d}' % i if i % 2 else b'{"t":"missing","n":%d}' % i
+             for i in range(20)]
+    for line in lines:
+        w.log(c, line)
+    w.close()
+    filters = "  - {type: parse, match: pods, format: json}\n"
+    out = kafka_output("kafka", kafka.bootstrap, "known", topic_key="t", format="raw")
+    out += "    properties: {topic.metadata.propagation.max.ms: 3000}\n"
+    d = start_drover(drover_config(tmp_path, paths=node_paths(root), filters=filters,
+                                   outputs=[out])).wait_ready()
+    wait_until(lambda: d.metric("drover_dropped_records_total", name="kafka",
+                                reason="unknown_topic") >= 10, timeout=90, interval=0.5)
+    wait_until(lambda: d.metric("drover_output_records_total", name="kafka") >= 10, timeout=30,
+               interval=0.5)
+    m = d.metrics()
+    assert d.stop() == 0
+    assert sorted(x.value for x in kafka.consume("known")) == sorted(lines[1::2])
+    assert m.get("drover_dropped_records_total", name="kafka", reason="unknown_topic") == 10
+    assert m.get("drover_output_records_total", name="kafka") == 10
+    assert kafka.count("missing") == 0
+
+
+# ---- (g) authentication and TLS --------------------------------------------------------------------------
+
+
+@pytest.mark.time_limit(150)
+def test_sasl_and_tls(start_kafka, start_drover, tmp_path):
+    """Brokers with SASL PLAIN and TLS listeners: SASL PLAIN in the clear,
+    SASL PLAIN over TLS with the password from a file and the broker
+    verified against its CA, TLS alone; each output's lines
+    arrive. A wrong password delivers nothing and says why in the log; TLS
+    against a CA that did not sign the broker's certificate neither."""
+    from kubelet_writer import KubeletWriter
+    cert, key = make_cert(tmp_path, "kafka")
+    other_ca, _ = make_cert(tmp_path, "other")
+    kafka = start_kafka(sasl_users={"drover": "drover-secret"}, tls=(cert, key))
+    pw = tmp_path / "password"
+    pw.write_text("drover-secret\n")
+    root = tmp_path / "node"
+    w = KubeletWriter(str(root), seed=7)
+    c = w.add_container("ns1", "auth-0", "app")
+    lines = [b"auth line %d" % i for i in range(10)]
+    for line in lines:
+        w.log(c, line)
+    w.close()
+    outputs = [
+        kafka_output("plain", kafka.bootstrap_of("sasl"), "plain", format="raw")
+        + "    sasl: {mechanism: PLAIN, username: drover, password: drover-secret}\n",
+        kafka_output("sasltls", kafka.bootstrap_of("sasl_tls"), "sasltls", format="raw")
+        + "    sasl: {mechanism: PLAIN, username: drover, password_file: %s}\n" % yaml_str(str(pw))
+        + "    tls: {ca_file: %s}\n" % yaml_str(cert),
+        kafka_output("tls", kafka.bootstrap_of("tls"), "tls", format="raw")
+        + "    tls: {ca_file: %s}\n" % yaml_str(cert),
+        kafka_output("badpw", kafka.bootstrap_of("sasl"), "badpw", format="raw")
+        + "    sasl: {mechanism: PLAIN, username: drover, password: wrong}\n",
+        kafka_output("badca", kafka.bootstrap_of("tls"), "badca", format="raw")
+        + "    tls: {ca_file: %s}\n" % yaml_str(other_ca),
+    ]
+    d = start_drover(drover_config(tmp_path, paths=node_paths(root), outputs=outputs,
+                                   grace_period="1s")).wait_ready()
+    wait_until(lambda: all(d.metric("drover_output_records_total", name=n) >= 10
+                           for n in ("plain", "sasltls", "tls")), timeout=60, interval=0.5)
+    time.sleep(3)
+    m = d.metrics()
+    d.stop()
+    for t in ("plain", "sasltls", "tls"):
+        assert sorted(x.value for x in kafka.consume(t)) == sorted(lines), t
+    for n in ("badpw", "badca"):
+        assert m.get("drover_output_records_total", name=n) == 0
+        assert kafka.count(n) <= 0
+    log = d.all_logs()
+    assert "Authentication failed" in log or "SASL authentication error" in log, log[-3000:]
+    assert "certificate verify failed" in log, log[-3000:]

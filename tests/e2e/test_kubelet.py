@@ -23,13 +23,12 @@ import json
 import os
 import re
 import ssl
-import subprocess
 import threading
 import time
 
 import pytest
 
-from drover_e2e import HOST, OutputFile, wait_until, yaml_str
+from drover_e2e import HOST, OutputFile, make_cert as make_cert_in, wait_until, yaml_str
 from metrics_servers import parse_text, read_fixture, victoria  # noqa: F401
 
 PAYLOADS = {
@@ -91,12 +90,7 @@ def without_timestamps(text: str) -> str:
 
 
 def make_cert(tmp_path) -> tuple[str, str]:
-    cert, key = str(tmp_path / "kubelet.crt"), str(tmp_path / "kubelet.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
-                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-    return cert, key
+    return make_cert_in(tmp_path, "kubelet")
 
 
 class FakeKubelet:

@@ -11,13 +11,12 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
 import pytest
 
-from drover_e2e import HOST, OutputFile, free_port, tail_config, wait_until, yaml_str
+from drover_e2e import HOST, OutputFile, free_port, make_cert, tail_config, wait_until, yaml_str
 from kube import KubeServer, kube, kube_bin_dir, start_kube  # noqa: F401 (fixtures)
 from kubelet_writer import KubeletWriter
 
@@ -385,11 +384,7 @@ def test_kubelet_source(start_drover, tmp_path):
         body = f.read()
     pods = json.loads(body)["items"]
     hpa = next(p for p in pods if p["metadata"]["name"] == "e2e-hpa-6cd8d99884-tggnr")
-    cert, key = str(tmp_path / "kubelet.crt"), str(tmp_path / "kubelet.key")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", key, "-out", cert], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    cert, key = make_cert(tmp_path, "kubelet")
     _KubeletHandler.body = body
     _KubeletHandler.token = "kubelet-test-token"
     _KubeletHandler.requests = []
