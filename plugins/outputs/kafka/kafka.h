@@ -92,6 +92,7 @@ typedef struct kafka_header {
 
 typedef struct kafka_topic {
     char *name;
+    size_t len;
     rd_kafka_topic_t *rkt;
 } kafka_topic;
 

@@ -45,12 +45,12 @@ static rd_kafka_topic_t *topic_handle(kafka_state *st, const char *name, size_t 
 {
     if (st->ntopics > 0) {
         kafka_topic *t = &st->topics[st->last_topic];
-        if (strlen(t->name) == n && memcmp(t->name, name, n) == 0)
+        if (t->len == n && memcmp(t->name, name, n) == 0)
             return t->rkt;
     }
     for (size_t i = 0; i < st->ntopics; i++) {
         kafka_topic *t = &st->topics[i];
-        if (strlen(t->name) == n && memcmp(t->name, name, n) == 0) {
+        if (t->len == n && memcmp(t->name, name, n) == 0) {
             st->last_topic = i;
             return t->rkt;
         }
@@ -66,7 +66,7 @@ static rd_kafka_topic_t *topic_handle(kafka_state *st, const char *name, size_t 
         free(copy);
         return NULL;
     }
-    st->topics[st->ntopics] = (kafka_topic){.name = copy, .rkt = rkt};
+    st->topics[st->ntopics] = (kafka_topic){.name = copy, .len = n, .rkt = rkt};
     st->last_topic = st->ntopics++;
     return rkt;
 }
@@ -106,8 +106,10 @@ static bool record_topic(kafka_batch *b, const dr_chunk *c, const dr_record *r, 
         n = v.len;
     }
     t->rkt = topic_handle(st, name, n);
-    memcpy(t->name, name, n);
-    t->name[n] = '\0';
+    if (!t->rkt) { /* past the cache: librdkafka looks the name up */
+        memcpy(t->name, name, n);
+        t->name[n] = '\0';
+    }
     return true;
 }
 
@@ -301,7 +303,8 @@ static int produce_samples(kafka_batch *b, const dr_chunk *c)
             return DR_ENOMEM;
         *m = (kafka_msg){.batch = b, .records = n, .owned = true};
         topic_ref t = {.rkt = topic_handle(st, conf->topic, strlen(conf->topic))};
-        snprintf(t.name, sizeof t.name, "%s", conf->topic);
+        if (!t.rkt)
+            snprintf(t.name, sizeof t.name, "%s", conf->topic);
         char key[512];
         size_t klen = samples_key(c, first, key, sizeof key);
         rc = produce(b, &t, klen ? key : NULL, klen, st->scratch.p, st->scratch.len, NULL, 0, m);
