@@ -709,6 +709,20 @@ const char *dr_oauth2_token(dr_oauth2 *o)
     return NULL;
 }
 
+void dr_oauth2_renew(dr_oauth2 *o)
+{
+    o->waiting = true;
+    start_fetch(o);
+}
+
+int64_t dr_oauth2_token_life_ms(const dr_oauth2 *o)
+{
+    if (!o->usable_until_ns)
+        return -1;
+    int64_t left = o->usable_until_ns - dr_mono_ns();
+    return left > 0 ? left / 1000000 : 0;
+}
+
 void dr_oauth2_reject(dr_oauth2 *o, const char *token)
 {
     if (o->token && token && strcmp(o->token, token) == 0) {

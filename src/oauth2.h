@@ -97,6 +97,14 @@ dr_oauth2 *dr_oauth2_new(uv_loop_t *loop, const dr_oauth2_conf *conf,
  * its backoff) and `ready` will be called. A token close to its expiry is
  * still given while its successor is fetched. Valid until the next call. */
 const char *dr_oauth2_token(dr_oauth2 *o);
+/* For a client that keeps the token itself and says when it wants a new
+ * one (librdkafka's OAUTHBEARER): fetches a token now, unless a fetch is
+ * under way or waits for its backoff, and calls `ready` when it has one
+ * (dr_oauth2_token then gives it). */
+void dr_oauth2_renew(dr_oauth2 *o);
+/* Milliseconds until the token dr_oauth2_token gave stops being usable
+ * (0 when it no longer is), or -1 when the endpoint gave no expires_in. */
+int64_t dr_oauth2_token_life_ms(const dr_oauth2 *o);
 /* The backend refused `token` (a 401): it is not given again. */
 void dr_oauth2_reject(dr_oauth2 *o, const char *token);
 /* Self-metrics and log lines under this instance:

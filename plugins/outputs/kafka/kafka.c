@@ -30,8 +30,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_client.h"
 #include "jsonp.h"
 #include "kafka.h"
+#include "oauth2.h"
 
 /* Payload of one of the core's batches (dr_output_set_batch). */
 #define KAFKA_FLUSH_BYTES ((uint64_t)4 << 20)
@@ -143,20 +145,26 @@ static const dr_option kafka_options[] = {
      0,
      "SASL authentication: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` with sasl.username and "
      "a password, or `OAUTHBEARER` with OpenID Connect client credentials "
-     "(sasl.oauthbearer.*). Over TLS when TLS is on (sasl_ssl), else sasl_plaintext."},
+     "(sasl.oauthbearer.*). Over TLS when TLS is on (sasl_ssl), else sasl_plaintext. SCRAM "
+     "logins to Kafka 4 brokers need librdkafka 2.6.1 or newer (older ones repeat the client "
+     "nonce, which Kafka 4 refuses as invalid credentials; drover warns at start)."},
     OPT("sasl.username", DR_OPT_STRING, sasl_username, NULL, "SASL user name."),
     OPT("sasl.password", DR_OPT_STRING, sasl_password, NULL, "SASL password."),
     OPT("sasl.password_file", DR_OPT_STRING, sasl_password_file, NULL,
         "File holding the SASL password (read at start)."),
     OPT("sasl.oauthbearer.token_url", DR_OPT_STRING, oauth_token_url, NULL,
-        "OAUTHBEARER: the token endpoint; tokens are fetched with the client credentials grant "
-        "and refreshed before they expire."),
+        "OAUTHBEARER: the OAuth2 token endpoint. drover fetches tokens there with the client "
+        "credentials grant (as the HTTP outputs' oauth2 does: the id and secret in HTTP Basic) "
+        "and hands them to librdkafka, which asks for a new one at 80% of a token's life "
+        "(expires_in; one hour when the endpoint gives none). Failed fetches are logged, "
+        "counted in drover_oauth2_token_requests_total and retried with backoff."),
     OPT("sasl.oauthbearer.client_id", DR_OPT_STRING, oauth_client_id, NULL,
         "OAUTHBEARER: the client's id."),
     OPT("sasl.oauthbearer.client_secret", DR_OPT_STRING, oauth_client_secret, NULL,
         "OAUTHBEARER: the client's secret."),
     OPT("sasl.oauthbearer.client_secret_file", DR_OPT_STRING, oauth_client_secret_file, NULL,
-        "OAUTHBEARER: file holding the client's secret (read at start)."),
+        "OAUTHBEARER: file holding the client's secret (read again at each fetch when it "
+        "changed)."),
     {"sasl.oauthbearer.scopes", DR_OPT_STRLIST, offsetof(kafka_conf, oauth_scopes), NULL, 0, NULL,
      0, 0, "OAUTHBEARER: scopes asked for; none: no scope parameter."},
     {"properties", DR_OPT_NODE, offsetof(kafka_conf, properties), NULL, 0, NULL, 0, 0,
@@ -356,6 +364,70 @@ static void on_log_event(kafka_state *st, rd_kafka_event_t *ev)
     dr_log(st->inst, lvl, "librdkafka", "facility=%s text=\"%s\"", fac, text);
 }
 
+/* ---- OAUTHBEARER tokens -----------------------------------------------------------------------
+ *
+ * librdkafka asks for a token (an OAUTHBEARER_TOKEN_REFRESH event) when a
+ * producer starts and again at 80% of the last token's lifetime. The token
+ * comes from drover's OAuth2 client (src/oauth2.c), on the loop: a fresh
+ * fetch for each ask, handed over when it arrives. Until then librdkafka
+ * keeps the token it has (or, at the start, waits to connect).
+ */
+
+#define KAFKA_OAUTH_UNSAID_LIFE_MS (3600 * 1000) /* no expires_in: ask again within the hour */
+
+static void oauth_hand_over(kafka_state *st)
+{
+    if (!st->rk || !st->oauth_wanted)
+        return;
+    const char *token = dr_oauth2_token(st->oauth);
+    if (!token)
+        return; /* on_oauth_ready comes back */
+    int64_t life_ms = dr_oauth2_token_life_ms(st->oauth);
+    if (life_ms < 0)
+        life_ms = KAFKA_OAUTH_UNSAID_LIFE_MS;
+    const kafka_conf *conf = st->inst->conf;
+    char why[256];
+    st->oauth_wanted = false;
+    if (rd_kafka_oauthbearer_set_token(st->rk, token, dr_now_ns() / 1000000 + life_ms,
+                                       conf->oauth_client_id, NULL, 0, why,
+                                       sizeof why) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        dr_log(st->inst, DR_LOG_ERROR, "oauthbearer: the token was refused", "error=\"%s\"", why);
+        rd_kafka_oauthbearer_set_token_failure(st->rk, why);
+    }
+}
+
+static void on_oauth_ready(void *ctx)
+{
+    oauth_hand_over(ctx);
+}
+
+static void on_token_refresh(kafka_state *st)
+{
+    if (!st->oauth)
+        return;
+    st->oauth_wanted = true;
+    dr_oauth2_renew(st->oauth);
+}
+
+/* The token source of an OAUTHBEARER output, from the sasl.oauthbearer.*
+ * options (kafka_conf.c checked they are there). */
+static int oauth_new(kafka_state *st, dr_error *err)
+{
+    const kafka_conf *conf = st->inst->conf;
+    if (conf->sasl_mechanism != KAFKA_SASL_OAUTHBEARER)
+        return 0;
+    dr_oauth2_conf oc = {
+        .client_id = conf->oauth_client_id,
+        .client_secret = conf->oauth_client_secret,
+        .client_secret_file = conf->oauth_client_secret_file,
+        .token_url = conf->oauth_token_url,
+        .scopes = conf->oauth_scopes,
+    };
+    dr_http_client_conf timeouts = {.timeout_ms = 0, .connect_timeout_ms = 0}; /* 30 s, 10 s */
+    st->oauth = dr_oauth2_new(st->inst->loop, &oc, &timeouts, on_oauth_ready, st, err);
+    return st->oauth ? 0 : DR_EINVAL;
+}
+
 static void handle_event(kafka_state *st, rd_kafka_event_t *ev)
 {
     switch (rd_kafka_event_type(ev)) {
@@ -376,6 +448,9 @@ static void handle_event(kafka_state *st, rd_kafka_event_t *ev)
         break;
     case RD_KAFKA_EVENT_LOG:
         on_log_event(st, ev);
+        break;
+    case RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH:
+        on_token_refresh(st);
         break;
     default:
         break;
@@ -436,8 +511,11 @@ static int producer_new(kafka_state *st, dr_error *err)
     rd_kafka_conf_t *kc = kafka_make_conf(st->inst, err);
     if (!kc)
         return DR_EINVAL;
-    rd_kafka_conf_set_events(kc, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_STATS | RD_KAFKA_EVENT_ERROR |
-                                     RD_KAFKA_EVENT_LOG);
+    int events =
+        RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_STATS | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG;
+    if (st->oauth)
+        events |= RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH;
+    rd_kafka_conf_set_events(kc, events);
     char why[512];
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, why, sizeof why);
     if (!rk) {
@@ -512,6 +590,14 @@ static int check_conf(const kafka_conf *conf, dr_error *err)
                      conf->topic);
         return DR_EINVAL;
     }
+    if (conf->sasl_mechanism == KAFKA_SASL_OAUTHBEARER &&
+        (!conf->oauth_token_url || !conf->oauth_client_id ||
+         (!conf->oauth_client_secret && !conf->oauth_client_secret_file))) {
+        dr_error_set(err, "sasl.mechanism OAUTHBEARER needs sasl.oauthbearer.token_url, "
+                          "sasl.oauthbearer.client_id and sasl.oauthbearer.client_secret (or "
+                          "client_secret_file)");
+        return DR_EINVAL;
+    }
     if (conf->buffer_bytes < 2 * conf->message_max_bytes) {
         dr_error_set(err, "buffer_max_bytes: must be at least twice message_max_bytes");
         return DR_EINVAL;
@@ -574,8 +660,11 @@ static int kafka_init(dr_instance *inst, dr_error *err)
     }
     st->wake.data = st;
     inst->state = st;
-    rc = producer_new(st, err);
+    rc = oauth_new(st, err);
+    if (rc == 0)
+        rc = producer_new(st, err);
     if (rc < 0) {
+        dr_oauth2_close(st->oauth);
         inst->state = NULL;
         uv_close((uv_handle_t *)&st->wake, on_wake_closed);
         return rc;
@@ -584,10 +673,31 @@ static int kafka_init(dr_instance *inst, dr_error *err)
     return 0;
 }
 
+/* librdkafka before 2.6.1 repeats the client nonce in SCRAM's final
+ * message; Kafka 4 brokers check it as RFC 5802 says and refuse every such
+ * login as "invalid credentials" (Kafka 3 brokers take it). Said once at
+ * start, as that error alone points at the password. */
+#define KAFKA_SCRAM_FIXED_VERSION 0x020601ff
+
+static void warn_old_scram(dr_instance *inst)
+{
+    const kafka_conf *conf = inst->conf;
+    if ((conf->sasl_mechanism == KAFKA_SASL_SCRAM256 ||
+         conf->sasl_mechanism == KAFKA_SASL_SCRAM512) &&
+        rd_kafka_version() < KAFKA_SCRAM_FIXED_VERSION)
+        dr_log(inst, DR_LOG_WARN,
+               "this librdkafka cannot log in with SCRAM to Kafka 4 brokers (2.6.1 and newer can; "
+               "Kafka 3 brokers are fine)",
+               "librdkafka=%s", rd_kafka_version_str());
+}
+
 static int kafka_start(dr_instance *inst)
 {
     kafka_state *st = inst->state;
+    warn_old_scram(inst);
     st->stats = kafka_stats_new(inst);
+    if (st->oauth)
+        dr_oauth2_instrument(st->oauth, inst);
     st->invalid_utf8 =
         dr_counter_new(inst, "drover_output_invalid_utf8_records_total",
                        "Records whose invalid UTF-8 was replaced by U+FFFD.", NULL, NULL);
@@ -658,6 +768,8 @@ static void kafka_destroy(dr_instance *inst)
         return;
     kafka_stop(inst);
     producer_free(st);
+    dr_oauth2_close(st->oauth); /* frees itself once its handles are closed */
+    st->oauth = NULL;
     inst->state = NULL;
     uv_close((uv_handle_t *)&st->wake, on_wake_closed);
 }

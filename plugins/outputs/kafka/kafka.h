@@ -131,6 +131,9 @@ typedef struct kafka_state {
     dr_counter *messages_delivered;
     dr_counter *resent;
     struct kafka_stats *stats;
+    /* OAUTHBEARER: the token source, and whether librdkafka waits for a token */
+    struct dr_oauth2 *oauth;
+    bool oauth_wanted;
 } kafka_state;
 
 /* One flush on its way: its messages are produced (maybe in several goes,
