@@ -56,5 +56,6 @@ KUBE_BIN_DIR=$(bash scripts/servers/kube.sh)
 PROMETHEUS3_BIN=$(bash scripts/servers/prometheus3.sh)
 COREDNS_BIN=$(bash scripts/servers/coredns.sh)
 KAFKA_LIBS=$(bash scripts/servers/kafka.sh)
-export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS
+KAFKA39_LIBS=$(bash scripts/servers/kafka.sh 3.9.1)
+export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS KAFKA39_LIBS
 python3 -m pytest -q tests/e2e

@@ -4,6 +4,11 @@
 #
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/drover-test/kafka-<version>/libs/*.jar
 #
+# Usage: kafka.sh [VERSION]; 4.4.0 unless told. The tests also run a 3.9.1
+# broker: librdkafka before 2.6.1 (Debian 12 has 2.0.2) cannot log in to
+# Kafka 4 brokers with SCRAM (it repeats the client nonce, which Kafka 4
+# rejects), so SCRAM is proven against the Kafka 3 line.
+#
 # Prints that libs directory on stdout (and nothing else); progress and
 # errors go to stderr. Idempotent: when the jars are there it returns at
 # once. Concurrent callers serialize on a lock.
@@ -15,7 +20,7 @@
 # our own, then `mvn dependency:copy-dependencies`. About 90 jars, 55 MB.
 set -euo pipefail
 
-KAFKA_VERSION=4.4.0
+KAFKA_VERSION=${1:-4.4.0}
 SLF4J_VERSION=1.7.36
 LOCK_TIMEOUT=1200
 
@@ -81,6 +86,9 @@ if ! (cd "$WORK" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$W
   -DincludeScope=runtime >&2); then
   die "mvn dependency:copy-dependencies failed (above)"
 fi
+# Kafka 3 (through ZooKeeper's client) brings a log4j 1 binding that, not
+# configured, prints nothing and would win over slf4j-simple.
+rm -f "$WORK/libs"/slf4j-reload4j-*.jar "$WORK/libs"/reload4j-*.jar
 ls "$WORK/libs"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 || die "no kafka_2.13-$KAFKA_VERSION.jar came"
 rm -rf "$LIBS"
 mv "$WORK/libs" "$LIBS"

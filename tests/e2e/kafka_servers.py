@@ -1,28 +1,35 @@
 """Real Apache Kafka for drover's end-to-end tests (see ../shared/SERVERS.md).
 
-`KafkaCluster` runs one to three Kafka 4 brokers in KRaft mode on 127.0.0.1,
+`KafkaCluster` runs one to three Kafka 4.4 (or 3.9) brokers in KRaft mode on 127.0.0.1,
 each node both broker and controller (a static quorum of all of them), with
 ports of their own and data in a directory of the test. The jars are in
-$KAFKA_LIBS, else in the directory scripts/servers/kafka.sh prints (fetched
+$KAFKA_LIBS ($KAFKA39_LIBS), else in the directory scripts/servers/kafka.sh prints (fetched
 once from Maven Central, cached outside the checkout). Three brokers get the
 settings of a cluster that survives one broker failure: replication factor 3
 and min.insync.replicas 2 by default (one broker: 1 and 1). A broker can be
 killed (SIGKILL), stopped and started again on its ports and data.
 
-Reading back goes through kcat (Debian), binary-safe: `consume(topic)` reads
-every message of every partition from the beginning to the end, with its
-partition, offset, key, headers and value as bytes.
+Writing and reading back go through kcat (Debian), binary-safe:
+`produce(topic, [(key, value), ...], headers=...)` writes with acks=all and
+the idempotent producer; `consume(topic)` reads every message of every
+partition from the beginning to the end, with its partition, offset,
+timestamp, key, headers and value as bytes (kcat's JSON, see _parse_kcat);
+`count(topic)` and `wait_for_count(topic, n, timeout)` go by the partitions'
+end offsets.
 
 Fixtures (import them into a test module: `from kafka_servers import kafka`):
 
   kafka_libs   session: the jar directory; the test fails (not skips) without it
+  kafka39_libs session: the same for Kafka 3.9
   kafka        a started single-broker cluster (auto.create.topics.enable on,
                3 partitions per new topic)
   kafka3       a started three-broker cluster
   start_kafka  start_kafka(brokers=1, **settings) -> KafkaCluster, for other settings
                (auto_create_topics=False, message_max_bytes=..., extra={...}, and
                sasl_users={name: password} and tls=(cert, key) for listeners with SASL
-               PLAIN, TLS, and both: bootstrap_of("sasl" | "tls" | "sasl_tls"))
+               (PLAIN and SCRAM for those users, OAUTHBEARER with unsecured JWTs),
+               TLS, and both: bootstrap_of("sasl" | "tls" | "sasl_tls");
+               version="3.9.1" for Kafka 3.9)
 
 Every broker a fixture starts is stopped by its own pid at the end of the
 test (SIGTERM, then SIGKILL), pass or fail; when a test fails, the tail of
@@ -48,19 +55,29 @@ KAFKA_SCRIPT = REPO / "scripts" / "servers" / "kafka.sh"
 KAFKA_FETCH_TIMEOUT = 900
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
 JAVA = shutil.which("java") or "/usr/bin/java"
+# What the SASL listeners accept: PLAIN from the JAAS user list, SCRAM from
+# credentials made at format time for the same users, OAUTHBEARER with
+# unsecured JWTs (oauth2_server.TokenServer's jwt_subject).
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_MECHANISMS = ("PLAIN",) + SCRAM_MECHANISMS + ("OAUTHBEARER",)
 READY_TIMEOUT = 90.0  # a broker starts in about 10-15 s on 2 cores
 TOOL_TIMEOUT = 90.0
 
 
-def find_or_fetch_kafka() -> tuple[Optional[str], str]:
-    """(libs directory, "") or (None, why). $KAFKA_LIBS overrides."""
-    env = os.environ.get("KAFKA_LIBS")
+# The Kafka versions the tests run, by the variable that may name their jars.
+KAFKA_VERSIONS = {"4.4.0": "KAFKA_LIBS", "3.9.1": "KAFKA39_LIBS"}
+
+
+def find_or_fetch_kafka(version: str = "4.4.0") -> tuple[Optional[str], str]:
+    """(libs directory, "") or (None, why). $KAFKA_LIBS (4.4.0) or
+    $KAFKA39_LIBS (3.9.1) overrides."""
+    env = os.environ.get(KAFKA_VERSIONS[version])
     if env:
         if os.path.isdir(env) and any(n.startswith("kafka_2.13-") for n in os.listdir(env)):
             return env, ""
         return None, "KAFKA_LIBS=%s holds no kafka_2.13 jar" % env
     try:
-        p = subprocess.run(["bash", str(KAFKA_SCRIPT)], cwd=REPO, stdin=subprocess.DEVNULL,
+        p = subprocess.run(["bash", str(KAFKA_SCRIPT), version], cwd=REPO, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=KAFKA_FETCH_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -78,39 +95,45 @@ class KafkaMessage:
     topic: str
     partition: int
     offset: int
-    key: Optional[bytes]
-    value: Optional[bytes]
-    headers: list  # [(name, value bytes)] in order
+    key: Optional[bytes]  # None: a null key
+    value: Optional[bytes]  # None: a null value (a tombstone)
+    headers: list  # [(name, value bytes or None)] in order, repeats kept
+    timestamp: Optional[int] = None  # milliseconds; None when the broker has none
+    timestamp_type: str = ""  # "create" or "logappend" as kcat says
 
 
 class KafkaError(AssertionError):
     pass
 
 
-def _parse_kcat(topic: str, out: bytes) -> list[KafkaMessage]:
-    """Parses kcat's output in the format of KafkaCluster.consume: per
-    message a line "partition offset keylen valuelen headers" and then the
-    key's and the value's bytes (a length of -1: null)."""
+def _bytes(s: Optional[str]) -> Optional[bytes]:
+    return None if s is None else s.encode("utf-8", "surrogateescape")
+
+
+def _parse_kcat(out: bytes) -> list[KafkaMessage]:
+    """Parses `kcat -C -J` output: one JSON object a line,
+    {"topic", "partition", "offset", "tstype", "ts", "broker", "headers":
+    [name, value, name, value, ...] (absent without headers; a null value
+    is null), "key", "payload"} (null when null). kcat escapes quotes,
+    backslashes and control characters (so a message never spans lines)
+    but writes every other byte as it is, valid UTF-8 or not: decoded with
+    surrogateescape and encoded back the same way, keys, values and header
+    values come back byte for byte."""
     msgs = []
-    i = 0
-    while i < len(out):
-        nl = out.index(b"\n", i)
-        head = out[i:nl].decode("utf-8", "replace")
-        parts = head.split(" ", 4)
-        if len(parts) < 4:
-            raise KafkaError("kcat: unexpected line %r" % head)
-        p, o, klen, vlen = (int(x) for x in parts[:4])
-        hdrs = []
-        if len(parts) == 5 and parts[4]:
-            for h in parts[4].split(","):
-                name, _, val = h.partition("=")
-                hdrs.append((name, val.encode()))
-        i = nl + 1
-        key = out[i:i + klen] if klen >= 0 else None
-        i += max(klen, 0)
-        value = out[i:i + vlen] if vlen >= 0 else None
-        i += max(vlen, 0)
-        msgs.append(KafkaMessage(topic, p, o, key, value, hdrs))
+    for line in out.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line.decode("utf-8", "surrogateescape"))
+        except ValueError as e:
+            raise KafkaError("kcat: unexpected line %r: %s" % (line[:300], e))
+        h = d.get("headers") or []
+        headers = [(h[i], _bytes(h[i + 1])) for i in range(0, len(h) - 1, 2)]
+        ts = d.get("ts")
+        msgs.append(KafkaMessage(d["topic"], int(d["partition"]), int(d["offset"]),
+                                 _bytes(d.get("key")), _bytes(d.get("payload")), headers,
+                                 int(ts) if ts is not None and ts >= 0 else None,
+                                 d.get("tstype") or ""))
     return msgs
 
 
@@ -241,10 +264,19 @@ class KafkaCluster:
         for name, proto, _ in listeners:
             ln = "listener.name.%s." % name.lower()
             if proto.startswith("SASL"):
-                props[ln + "sasl.enabled.mechanisms"] = "PLAIN"
+                props[ln + "sasl.enabled.mechanisms"] = ",".join(SASL_MECHANISMS)
                 users = " ".join('user_%s="%s"' % kv for kv in self.sasl_users.items())
                 props[ln + "plain.sasl.jaas.config"] = (
                     "org.apache.kafka.common.security.plain.PlainLoginModule required %s;" % users)
+                for mech in SCRAM_MECHANISMS:
+                    props[ln + mech.lower() + ".sasl.jaas.config"] = (
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+                # Kafka's default OAUTHBEARER validator: it takes unsecured
+                # JWTs (alg none) that are well formed and not expired,
+                # naming the principal in "sub".
+                props[ln + "oauthbearer.sasl.jaas.config"] = (
+                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
+                    'required unsecuredLoginStringClaim_sub="broker";')
             if proto.endswith("SSL"):
                 props[ln + "ssl.keystore.type"] = "PEM"
                 props[ln + "ssl.keystore.location"] = keystore
@@ -257,12 +289,21 @@ class KafkaCluster:
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, timeout=timeout)
 
+    # SCRAM credentials live in the cluster metadata: the format step
+    # writes them into the bootstrap snapshot, for each user and mechanism.
+    def _scram_args(self) -> list:
+        args = []
+        for name, password in self.sasl_users.items():
+            for mech in SCRAM_MECHANISMS:
+                args += ["--add-scram", "%s=[name=%s,password=%s]" % (mech, name, password)]
+        return args
+
     def _format(self) -> None:
         p = self._java("kafka.tools.StorageTool", "random-uuid")
         cluster_id = p.stdout.decode().strip().splitlines()[-1].strip()
         for n in self.nodes:
             p = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
-                           n.config_path)
+                           n.config_path, *self._scram_args())
             if p.returncode != 0:
                 raise KafkaError("formatting %s failed:\n%s" % (n.data_dir, p.stdout.decode()[-3000:]))
         self.formatted = True
@@ -346,20 +387,34 @@ class KafkaCluster:
         except subprocess.TimeoutExpired:
             self.kill_broker(i)
 
-    def stop_all(self) -> None:
-        for i in range(len(self.nodes)):
-            self.stop_broker(i)
+    def stop_all(self, timeout: float = 60.0) -> None:
+        """SIGTERM to every broker at once, then wait (SIGKILL past the
+        timeout). One at a time, the last node of three would wait for a
+        controller quorum that is gone before it gives up."""
+        running = [i for i, n in enumerate(self.nodes) if n.alive()]
+        for i in running:
+            self.nodes[i].proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for i in running:
+            try:
+                self.nodes[i].proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill_broker(i)
 
     def start_all(self) -> None:
         self.start(wait=True)
 
     def cleanup(self) -> None:
         """For teardown: never raises, leaves no process behind."""
+        try:
+            self.stop_all(timeout=20.0)
+        except BaseException:
+            pass
         for i in range(len(self.nodes)):
             try:
-                self.stop_broker(i, timeout=20.0)
-            except BaseException:
                 self.kill_broker(i)
+            except BaseException:
+                pass
 
     def log_text(self, i: int, run: int = -1) -> str:
         try:
@@ -396,15 +451,63 @@ class KafkaCluster:
                 raise KafkaError("topic %s has no leaders after 30 s" % name)
             time.sleep(0.3)
 
+    def produce(self, topic: str, records: list, *, headers=(), partition: Optional[int] = None,
+                props: Optional[dict] = None, timeout: float = 60.0) -> None:
+        """Writes records [(key bytes or None, value bytes), ...] with kcat
+        -P, acks=all and the idempotent producer, each with the same
+        headers [(name, value)]; partition None lets the key choose (the
+        default partitioner of librdkafka, which is not Java's). Fails when
+        any message is not delivered within `timeout`."""
+        kdelim, mdelim = b"\x1e@K@\x1e", b"\x1f@M@\x1f"
+        body = b""
+        for key, value in records:
+            assert kdelim not in value and mdelim not in value, "a delimiter in a value"
+            if key is not None:
+                assert kdelim not in key and mdelim not in key, "a delimiter in a key"
+                body += key + kdelim
+            body += value + mdelim
+        args = [KCAT, "-P", "-b", self.bootstrap, "-t", topic, "-K", kdelim, "-D", mdelim,
+                "-X", "acks=all", "-X", "enable.idempotence=true",
+                "-X", "message.timeout.ms=%d" % int(timeout * 1000 * 0.8)]
+        if partition is not None:
+            args += ["-p", str(partition)]
+        for name, value in headers:
+            name = name.encode() if isinstance(name, str) else name
+            value = value.encode() if isinstance(value, str) else value
+            args += ["-H", name + b"=" + value]
+        for k, v in (props or {}).items():
+            args += ["-X", "%s=%s" % (k, v)]
+        p = subprocess.run(args, input=body, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=timeout)
+        # kcat reports connection errors ("% ERROR: ... Connection refused", a
+        # broker down) and goes on; a message not delivered is "Delivery
+        # failed" and exit status 1
+        err = p.stderr.decode("utf-8", "replace")
+        if p.returncode != 0 or "Delivery failed" in err:
+            raise KafkaError("kcat -P %s (exit %d): %s" % (topic, p.returncode, err[-1500:]))
+
     def consume(self, topic: str, timeout: float = 60.0) -> list[KafkaMessage]:
-        """Every message of the topic, from the beginning of each partition to its end."""
+        """Every message of the topic, from the beginning of each partition
+        to its end, in offset order per partition (partitions interleaved as
+        kcat reads them); keys, values and headers as bytes."""
         p = subprocess.run([KCAT, "-C", "-b", self.bootstrap, "-t", topic, "-o", "beginning",
-                            "-e", "-q", "-f", "%p %o %K %S %h\n%k%s"],
+                            "-e", "-q", "-J"],
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=timeout)
         if p.returncode != 0:
             raise KafkaError("kcat -C %s: %s" % (topic, p.stderr.decode("utf-8", "replace")[-800:]))
-        return _parse_kcat(topic, p.stdout)
+        return _parse_kcat(p.stdout)
+
+    def wait_for_count(self, topic: str, want: int, timeout: float,
+                       interval: float = 0.5) -> int:
+        """Polls count() until the topic holds at least `want` messages or
+        the timeout ends; returns the last count (the caller checks)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = self.count(topic)
+            if n >= want or time.monotonic() >= deadline:
+                return n
+            time.sleep(interval)
 
     def count(self, topic: str) -> int:
         """Messages in the topic: the sum of its partitions' end offsets (-1
@@ -435,17 +538,29 @@ class KafkaCluster:
 # ---- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def kafka_libs() -> str:
-    """The Kafka jars. Session-scoped, so a first fetch happens before any
-    test's watchdog starts. None: the test fails with the reason."""
-    path, why = find_or_fetch_kafka()
+def _libs_or_fail(version: str) -> str:
+    path, why = find_or_fetch_kafka(version)
     if not path:
-        pytest.fail("cannot get Kafka: %s" % why, pytrace=False)
+        pytest.fail("cannot get Kafka %s: %s" % (version, why), pytrace=False)
     for tool in (KCAT, JAVA):
         if not os.access(tool, os.X_OK):
             pytest.fail("%s is not installed (scripts/setup.sh)" % tool, pytrace=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def kafka_libs() -> str:
+    """The Kafka 4.4 jars. Session-scoped, so a first fetch happens before
+    any test's watchdog starts; when they cannot be had the test fails with
+    the reason."""
+    return _libs_or_fail("4.4.0")
+
+
+@pytest.fixture(scope="session")
+def kafka39_libs() -> str:
+    """The Kafka 3.9 jars: SCRAM logins of librdkafka before 2.6.1 work
+    with Kafka 3 brokers only (kafka.sh)."""
+    return _libs_or_fail("3.9.1")
 
 
 class _KafkaReports:
@@ -470,16 +585,19 @@ _REPORTS_PLUGIN = "drover-e2e-kafka-reports"
 
 @pytest.fixture
 def start_kafka(request, kafka_libs, tmp_path):
-    """start_kafka(brokers=1, name=..., start=True, **settings) -> KafkaCluster
-    (started and ready unless start=False). All are stopped at teardown."""
+    """start_kafka(brokers=1, name=..., start=True, version="4.4.0", **settings)
+    -> KafkaCluster (started and ready unless start=False); version "3.9.1"
+    runs Kafka 3.9. All are stopped at teardown."""
     pm = request.config.pluginmanager
     if not pm.has_plugin(_REPORTS_PLUGIN):
         pm.register(_KafkaReports(), _REPORTS_PLUGIN)
     clusters: list[KafkaCluster] = []
     request.node._kafka_clusters = clusters
 
-    def start(*, brokers: int = 1, name: str = "kafka", start: bool = True, **kw) -> KafkaCluster:
-        c = KafkaCluster(kafka_libs, str(tmp_path / ("kafka-" + name)), brokers=brokers,
+    def start(*, brokers: int = 1, name: str = "kafka", start: bool = True,
+              version: str = "4.4.0", **kw) -> KafkaCluster:
+        libs = kafka_libs if version == "4.4.0" else request.getfixturevalue("kafka39_libs")
+        c = KafkaCluster(libs, str(tmp_path / ("kafka-" + name)), brokers=brokers,
                          name=name, **kw)
         clusters.append(c)
         if start:

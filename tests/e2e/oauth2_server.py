@@ -7,7 +7,10 @@ client authenticated by HTTP Basic over the form-escaped id and secret,
 the scope and the extra parameters it was told to expect), records it,
 and hands out tokens that expire after `expires_in` seconds. It can be
 made to fail (503, a garbage answer, a JSON error) and can revoke every
-token it gave.
+token it gave. With jwt_subject, the tokens are unsecured JWTs (RFC 7519
+section 6: alg "none", empty signature) naming that subject, with iat and
+exp: what Kafka's default OAUTHBEARER validator takes, and what librdkafka
+reads the token's lifetime and principal from.
 
 BearerGuard is a reverse proxy in front of a real receiver
 (VictoriaMetrics, Loki) that lets through only requests whose
@@ -64,8 +67,10 @@ def _answer(h, status: int, body: bytes, content_type: str = "application/json")
 
 class TokenServer(_Server):
     def __init__(self, client_id: str, client_secret: str, *, expires_in: int | None = 3600,
-                 scope: str | None = None, params: dict | None = None):
+                 scope: str | None = None, params: dict | None = None,
+                 jwt_subject: str | None = None):
         self.client_id = client_id
+        self.jwt_subject = jwt_subject
         self.client_secrets = {client_secret}  # those accepted (a rotation holds two)
         self.expires_in = expires_in
         self.scope = scope
@@ -147,6 +152,8 @@ class TokenServer(_Server):
             self.issued += 1
             token = "tok-%d-%s" % (self.issued, base64.urlsafe_b64encode(
                 self.issued.to_bytes(4, "big")).decode().rstrip("="))
+            if self.jwt_subject is not None:
+                token = self.unsecured_jwt(token)
             answer = {"access_token": token, "token_type": "Bearer"}
             if self.expires_in is not None:
                 answer["expires_in"] = self.expires_in
@@ -154,6 +161,15 @@ class TokenServer(_Server):
             else:
                 self.valid[token] = float("inf")
             return 200, json.dumps(answer).encode()
+
+    def unsecured_jwt(self, token_id: str) -> str:
+        def b64(obj) -> str:
+            raw = json.dumps(obj, separators=(",", ":")).encode()
+            return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        now = int(time.time())
+        life = self.expires_in if self.expires_in is not None else 3600
+        claims = {"sub": self.jwt_subject, "iat": now, "exp": now + life, "jti": token_id}
+        return "%s.%s." % (b64({"alg": "none"}), b64(claims))
 
     def token_ok(self, token: str) -> bool:
         with self.lock:

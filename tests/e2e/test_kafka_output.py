@@ -24,6 +24,9 @@ line's unique id), and the copies are counted and reported.
   test_drover_sigkill_nothing_lost        drover SIGKILLed and restarted: duplicates counted
   test_sasl_and_tls                       SASL PLAIN, TLS, both; a wrong password
                                           and a wrong CA deliver nothing and say why
+  test_sasl_scram                         SCRAM-SHA-256 and -512 (Kafka 3.9 brokers)
+  test_sasl_oauthbearer                   OAUTHBEARER with client-credentials tokens,
+                                          refreshed; a wrong client secret delivers nothing
 """
 
 from __future__ import annotations
@@ -32,15 +35,17 @@ import collections
 import json
 import os
 import random
+import re
 import signal
 import struct
+import subprocess
 import time
 
 import pytest
 
 from drover_e2e import (HOST, Delivery, OutputFile, WriterProcess, make_cert, rss_bytes, wait_until,
                         yaml_str)
-from kafka_servers import kafka, kafka3, kafka_libs, start_kafka  # noqa: F401
+from kafka_servers import kafka, kafka3, kafka39_libs, kafka_libs, start_kafka  # noqa: F401
 from kubelet_writer import Expected
 from metrics_servers import node_exporter  # noqa: F401
 
@@ -626,3 +631,103 @@ def test_sasl_and_tls(start_kafka, start_drover, tmp_path):
     log = d.all_logs()
     assert "Authentication failed" in log or "SASL authentication error" in log, log[-3000:]
     assert "certificate verify failed" in log, log[-3000:]
+
+
+def auth_lines(tmp_path, seed: int, n: int = 10):
+    """A node of one container that wrote n lines: (its root, the lines)."""
+    from kubelet_writer import KubeletWriter
+    root = tmp_path / "node"
+    w = KubeletWriter(str(root), seed=seed)
+    c = w.add_container("ns1", "auth-0", "app")
+    lines = [b"auth line %d" % i for i in range(n)]
+    for line in lines:
+        w.log(c, line)
+    w.close()
+    return root, lines
+
+
+def librdkafka_version() -> tuple[int, ...]:
+    """The librdkafka drover and kcat link (Debian's one), from kcat -V."""
+    out = subprocess.run(["kcat", "-V"], capture_output=True, timeout=10).stdout.decode()
+    m = re.search(r"librdkafka ([0-9]+)\.([0-9]+)\.([0-9]+)", out)
+    assert m, out
+    return tuple(int(x) for x in m.groups())
+
+
+@pytest.mark.time_limit(150)
+def test_sasl_scram(start_kafka, start_drover, tmp_path):
+    """SCRAM-SHA-256 and SCRAM-SHA-512 logins against Kafka 3.9 brokers
+    (librdkafka before 2.6.1 cannot log in with SCRAM to Kafka 4 ones:
+    drover warns at start then, and says which librdkafka it has); a wrong
+    password delivers nothing and the log says why."""
+    kafka = start_kafka(version="3.9.1", name="kafka39", sasl_users={"drover": "drover-secret"})
+    root, lines = auth_lines(tmp_path, seed=11)
+    sasl = kafka.bootstrap_of("sasl")
+    outputs = [
+        kafka_output("s256", sasl, "s256", format="raw")
+        + "    sasl: {mechanism: SCRAM-SHA-256, username: drover, password: drover-secret}\n",
+        kafka_output("s512", sasl, "s512", format="raw")
+        + "    sasl: {mechanism: SCRAM-SHA-512, username: drover, password: drover-secret}\n",
+        kafka_output("badpw", sasl, "badpw", format="raw")
+        + "    sasl: {mechanism: SCRAM-SHA-512, username: drover, password: drover-wrong}\n",
+    ]
+    d = start_drover(drover_config(tmp_path, paths=node_paths(root), outputs=outputs,
+                                   grace_period="1s")).wait_ready()
+    wait_until(lambda: all(d.metric("drover_output_records_total", name=n) >= 10
+                           for n in ("s256", "s512")), timeout=60, interval=0.5)
+    time.sleep(2)
+    m = d.metrics()
+    d.stop()
+    for t in ("s256", "s512"):
+        assert sorted(x.value for x in kafka.consume(t)) == sorted(lines), t
+    assert m.get("drover_output_records_total", name="badpw") == 0
+    assert kafka.count("badpw") <= 0
+    log = d.all_logs()
+    assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in log, log[-3000:]
+    warned = "cannot log in with SCRAM to Kafka 4 brokers" in log
+    assert warned == (librdkafka_version() < (2, 6, 1)), log[-3000:]
+
+
+@pytest.mark.sanitizer
+@pytest.mark.time_limit(150)
+def test_sasl_oauthbearer(start_kafka, start_drover, tmp_path):
+    """OAUTHBEARER: drover gets tokens from an OAuth2 token endpoint with the
+    client-credentials grant (a scope asked for) and logs in with them
+    (Kafka's default validator takes the endpoint's unsecured JWTs); tokens
+    that live 6 s are fetched again before they run out. A wrong client
+    secret gets no token: nothing delivered, the log says why."""
+    from oauth2_server import TokenServer
+    kafka = start_kafka(sasl_users={"drover": "drover-secret"})
+    root, lines = auth_lines(tmp_path, seed=13)
+    with TokenServer("drover-client", "s3cret", expires_in=6, scope="kafka",
+                     jwt_subject="drover") as ts:
+        oauth = ("    sasl:\n      mechanism: OAUTHBEARER\n"
+                 "      oauthbearer: {token_url: %s, client_id: drover-client,"
+                 " client_secret: %s, scopes: [kafka]}\n")
+        outputs = [
+            kafka_output("oauth", kafka.bootstrap_of("sasl"), "oauth", format="raw")
+            + oauth % (yaml_str(ts.url), "s3cret"),
+            kafka_output("badsecret", kafka.bootstrap_of("sasl"), "badsecret", format="raw")
+            + oauth % (yaml_str(ts.url), "wrong"),
+        ]
+        d = start_drover(drover_config(tmp_path, paths=node_paths(root), outputs=outputs,
+                                       grace_period="1s")).wait_ready()
+        wait_until(lambda: d.metric("drover_output_records_total", name="oauth") >= 10,
+                   timeout=60, interval=0.5)
+        # a refresh: librdkafka asks again at 80% of a token's life
+        wait_until(lambda: len([r for r in ts.fetches(ok=True) if r["secret"] == "s3cret"]) >= 3,
+                   timeout=30, interval=0.5)
+        m = d.metrics()
+        d.stop()
+        good = [r for r in ts.fetches(ok=True) if r["secret"] == "s3cret"]
+        bad = [r for r in ts.requests if r["secret"] == "wrong"]
+    assert sorted(x.value for x in kafka.consume("oauth")) == sorted(lines)
+    assert len(good) >= 3, ts.requests
+    assert bad and all(r["why"] for r in bad), bad
+    assert m.get("drover_output_records_total", name="badsecret") == 0
+    assert m.get("drover_oauth2_token_requests_total", name="badsecret", result="error") >= 1
+    assert m.get("drover_oauth2_token_requests_total", name="oauth", result="ok") >= 3
+    assert kafka.count("badsecret") <= 0
+    log = d.all_logs()
+    assert any("oauth2: cannot get a token" in ln and "name=badsecret" in ln
+               for ln in log.splitlines()), log[-3000:]
