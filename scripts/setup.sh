@@ -13,6 +13,8 @@ DEB_PACKAGES=(
   # Kafka for the kafka output's tests (its jars come from Maven Central,
   # scripts/servers/kafka.sh) and kcat to read the topics back
   openjdk-17-jre-headless maven kcat
+  # the container image, built without a container daemon (scripts/build-image.sh)
+  umoci skopeo
 )
 
 missing=()

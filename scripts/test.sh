@@ -44,6 +44,10 @@ for f in conf.d/*.yaml conf.d/examples/*.yaml; do
   ./zig-out/bin/drover --check-config -c "$f"
 done
 
+echo "== the container image"
+bash scripts/build-image.sh zig-out-image
+export DROVER_IMAGE_DIR="$PWD/zig-out-image"
+
 echo "== end-to-end under ASan + UBSan (short)"
 DROVER_BIN="$PWD/zig-out-asan/bin/drover" ASAN_OPTIONS=detect_leaks=1 \
   python3 -m pytest -q -x tests/e2e -m sanitizer
