@@ -193,11 +193,15 @@ def drover_dashboard() -> dict:
     b.timeseries("Config reloads", "Configuration reloads per second by result (drover_config_reloads_total).",
                  "ops", [('sum by (node, result) (rate(drover_config_reloads_total{%s}[$__rate_interval]))' % s,
                           "{{node}} {{result}}")], w=12)
-    b.timeseries("Series table", "Series held and their memory (drover_series, drover_series_bytes); "
-                 "samples of new series refused at max_series (drover_series_full_drops).", "short",
+    b.timeseries("Series table", "Series held (drover_series), distinct label strings "
+                 "(drover_series_symbols), and samples of new series refused since start because "
+                 "the table held max_series (drover_series_full_drops).", "short",
                  [('sum by (node) (drover_series{%s})' % s, "{{node}} series"),
+                  ('sum by (node) (drover_series_symbols{%s})' % s, "{{node}} symbols"),
                   ('sum by (node) (drover_series_full_drops{%s})' % s, "{{node}} refused at max_series")],
-                 w=12)
+                 w=6)
+    b.timeseries("Series table memory", "Memory of the series table (drover_series_bytes).", "bytes",
+                 [('sum by (node) (drover_series_bytes{%s})' % s, "{{node}}")], w=6)
 
     b.row("Records")
     b.timeseries("Records in", "Records read per second by input instance (drover_input_records_total).",
@@ -233,8 +237,9 @@ def drover_dashboard() -> dict:
                  [('sum by (node, name) (drover_queue_chunks{%s})' % s, "{{node}} {{name}}")])
 
     b.row("Container logs (tail)")
-    b.timeseries("Checkpoint lag", "Bytes read but not yet delivered by every output, so not yet "
-                 "checkpointed (drover_tail_checkpoint_lag_bytes): what a crash would read again.",
+    b.timeseries("Checkpoint lag", "Bytes of the open log files not yet delivered: their size "
+                 "minus their checkpoint (drover_tail_checkpoint_lag_bytes). It grows while outputs "
+                 "or reading fall behind; a restart reads it again.",
                  "bytes", [('max by (node, name) (drover_tail_checkpoint_lag_bytes{%s})' % s,
                             "{{node}} {{name}}")])
     b.timeseries("Open files", "Log files held open by each tail input (drover_tail_open_files).",
@@ -245,9 +250,9 @@ def drover_dashboard() -> dict:
                    "{{node}} rotations"),
                   ('sum by (node) (rate(drover_tail_truncations_total{%s}[$__rate_interval]))' % s,
                    "{{node}} truncations")])
-    b.timeseries("Bytes lost to rotation", "Bytes of rotated files deleted before they were read "
-                 "(drover_tail_rotated_lost_bytes_total): the kubelet rotated faster than drover "
-                 "could read.", "Bps",
+    b.timeseries("Bytes lost to rotation", "Unread bytes of rotated files closed past "
+                 "max_rotated_files (drover_tail_rotated_lost_bytes_total): the files rotated "
+                 "faster than drover could read them.", "Bps",
                  [('sum by (node) (rate(drover_tail_rotated_lost_bytes_total{%s}[$__rate_interval]))' % s,
                    "{{node}}")])
     b.timeseries("Malformed, split and truncated lines", "Lines per second that were not CRI or "
@@ -296,8 +301,8 @@ def drover_dashboard() -> dict:
                    "{{node}} {{job}}")])
 
     b.row("Remote write")
-    b.timeseries("Samples sent", "Samples per second into each remote_write output "
-                 "(drover_remote_write_samples_in_total) and accepted by the receiver "
+    b.timeseries("Samples sent", "Samples per second each remote_write output took from its queue "
+                 "(drover_remote_write_samples_in_total) and float samples the receiver accepted "
                  "(drover_remote_write_samples_total).", "cps",
                  [('sum by (node, name) (rate(drover_remote_write_samples_in_total{%s}[$__rate_interval]))' % s,
                    "{{node}} {{name}} in"),
@@ -326,24 +331,30 @@ def drover_dashboard() -> dict:
                  "compressed (drover_remote_write_bytes_total).", "Bps",
                  [('sum by (node, name) (rate(drover_remote_write_bytes_total{%s}[$__rate_interval]))' % s,
                    "{{node}} {{name}}")])
-    b.timeseries("Spilled to disk", "Bytes and segments of requests spilled to disk while the "
-                 "receiver fails (drover_remote_write_spill_bytes, drover_remote_write_spill_segments).",
+    b.timeseries("Spilled to disk", "Bytes of requests spilled to disk while the receiver fails "
+                 "(drover_remote_write_spill_bytes), at most spill_max_bytes.",
                  "bytes",
                  [('sum by (node, name) (drover_remote_write_spill_bytes{%s})' % s, "{{node}} {{name}}")])
     b.timeseries("Spill activity", "Whether each output is spilling (drover_remote_write_spill_active), "
-                 "and spill records written and replayed per second "
-                 "(drover_remote_write_spill_records_written_total, "
+                 "its segment files (drover_remote_write_spill_segments), and spill records written "
+                 "and replayed per second (drover_remote_write_spill_records_written_total, "
                  "drover_remote_write_spill_records_replayed_total).", "short",
                  [('max by (node, name) (drover_remote_write_spill_active{%s})' % s,
                    "{{node}} {{name}} spilling"),
+                  ('sum by (node, name) (drover_remote_write_spill_segments{%s})' % s,
+                   "{{node}} {{name}} segments"),
                   ('sum by (node, name) (rate(drover_remote_write_spill_records_written_total{%s}[$__rate_interval]))' % s,
                    "{{node}} {{name}} written/s"),
                   ('sum by (node, name) (rate(drover_remote_write_spill_records_replayed_total{%s}[$__rate_interval]))' % s,
                    "{{node}} {{name}} replayed/s")])
-    b.timeseries("Spill losses", "Samples dropped from the spill by reason "
-                 "(drover_remote_write_spill_samples_dropped_total{reason}: full).", "cps",
+    b.timeseries("Spill losses", "Samples dropped from the spill per second by reason "
+                 "(drover_remote_write_spill_samples_dropped_total{reason}: full, the bound reached), "
+                 "and spill records dropped (drover_remote_write_spill_records_dropped_total{reason}: "
+                 "corrupt, a torn tail or bad checksum after a crash).", "cps",
                  [('sum by (node, name, reason) (rate(drover_remote_write_spill_samples_dropped_total{%s}[$__rate_interval]))' % s,
-                   "{{node}} {{name}} {{reason}}")])
+                   "{{node}} {{name}} samples {{reason}}"),
+                  ('sum by (node, name, reason) (rate(drover_remote_write_spill_records_dropped_total{%s}[$__rate_interval]))' % s,
+                   "{{node}} {{name}} records {{reason}}")])
 
     return dashboard(
         "drover-agent", "drover / Agent",
@@ -373,9 +384,9 @@ def kubelet_dashboard() -> dict:
            ['sum(machine_cpu_cores{%s})' % cad])
     b.stat("Memory", "Memory of the nodes shown (machine_memory_bytes, cAdvisor).", "bytes",
            ['sum(machine_memory_bytes{%s})' % cad])
-    b.stat("Kubelet endpoints up", "Kubelet endpoints that answered their last scrape, of all "
-           "scraped (up of /metrics, /metrics/cadvisor, /metrics/resource, /metrics/probes, "
-           "/stats/summary; the series with a metrics_path label).", "none",
+    b.stat("Kubelet endpoints up", "Kubelet endpoints (/metrics, /metrics/cadvisor, "
+           "/metrics/resource, /metrics/probes, /stats/summary) that answered their last scrape "
+           "(up of the series with a metrics_path label).", "none",
            ['sum(up{%s, metrics_path!=""})' % s])
     b.stat("Running containers", "Containers cAdvisor reports on the nodes shown "
            "(container_memory_working_set_bytes series with a container).", "none",
@@ -551,8 +562,8 @@ def coredns_dashboard() -> dict:
     b.timeseries("Cache entries", "Entries in the cache by type (coredns_cache_entries).", "short",
                  [('sum by (pod, type) (coredns_cache_entries{%s})' % sn, "{{pod}} {{type}}")])
     b.timeseries("Forwarded requests", "Requests per second forwarded upstream by rcode "
-                 "(coredns_proxy_request_duration_seconds_count; coredns_proxy_* is the forward "
-                 "plugin's name for it in CoreDNS 1.11 and later).", "reqps",
+                 "(coredns_proxy_request_duration_seconds_count: CoreDNS 1.12 names the forward "
+                 "plugin's metrics coredns_proxy_*).", "reqps",
                  [('sum by (to, rcode) (rate(coredns_proxy_request_duration_seconds_count{%s}[$__rate_interval]))' % sn,
                    "{{to}} {{rcode}}")])
     b.timeseries("Forward latency", "99th percentile of upstream answer times "
@@ -567,8 +578,8 @@ def coredns_dashboard() -> dict:
                  "ops", [('sum by (pod) (rate(coredns_panics_total{%s}[$__rate_interval]))' % sn, "{{pod}}")])
 
     b.row("DNS from every node (dns_probe)")
-    b.stat("Servers answering", "Servers whose last probe got an answer, of all probed "
-           "(drover_dns_probe_up; one series per node, server, name and type).", "percentunit",
+    b.stat("Servers answering", "Share of the probed (node, server, name, type) whose last "
+           "probe got a response (average of drover_dns_probe_up).", "percentunit",
            ['avg(drover_dns_probe_up{%s})' % p],
            thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 0.9},
                        {"color": "green", "value": 1}])
@@ -629,7 +640,7 @@ def logs_dashboard() -> dict:
     sel = '{namespace=~"$namespace", node=~"$node", container=~"$container"}'
     errors = ' |~ "(?i)(error|fatal|panic|exception)"'
     b.timeseries("Lines by namespace", "Log lines per second by namespace "
-                 "(count_over_time of the namespace label the loki output sets).", "cps",
+                 "(the namespace stream label the loki output sets).", "cps",
                  [('sum by (namespace) (rate(%s[$__auto]))' % sel,
                    "{{namespace}}")], w=12, stack=True)
     b.timeseries("Bytes by namespace", "Log bytes per second by namespace (bytes_rate).",

@@ -85,19 +85,18 @@ def board_kind(board: dict) -> str:
     return kinds[0]
 
 
-def targets(board: dict) -> list[tuple[str, str]]:
-    """(panel title, expr) of every query of every panel."""
+def targets(board: dict) -> list[tuple[str, str, str]]:
+    """(panel title, expr, legendFormat) of every query of every panel."""
     out = []
-    for p in all_panels(board.get("panels") or []):
+    panels = list(all_panels(board.get("panels") or []))
+    for r in board.get("rows") or []:  # the old layout, in case
+        panels += list(all_panels(r.get("panels") or []))
+    for p in panels:
         for t in p.get("targets") or []:
             if t.get("hide"):
                 continue
             assert t.get("expr"), "%s / %s: a target without expr" % (board["title"], p.get("title"))
-            out.append((p.get("title", ""), t["expr"]))
-    for r in board.get("rows") or []:  # the old layout, in case
-        for p in all_panels(r.get("panels") or []):
-            for t in p.get("targets") or []:
-                out.append((p.get("title", ""), t["expr"]))
+            out.append((p.get("title", ""), t["expr"], t.get("legendFormat") or ""))
     return out
 
 
@@ -265,7 +264,7 @@ def check_board(board: dict, api, *, listed: bool = False) -> tuple[int, list[st
             proven += 1
             if listed:
                 values[v["name"]] = regex_of(sorted(got))
-    for title, expr in targets(board):
+    for title, expr, legend in targets(board):
         q = substitute(expr, values)
         try:
             res = api.query(q)
@@ -274,6 +273,15 @@ def check_board(board: dict, api, *, listed: bool = False) -> tuple[int, list[st
             continue
         if not res:
             failures.append("%s: %r: no series" % (title, q))
+            continue
+        # the labels the legend shows are there (a grouping by a label the
+        # series do not have would answer, with empty legends)
+        shown = re.findall(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}", legend)
+        missing = [l for l in shown if not any((r.get("metric") or r.get("stream") or {}).get(l)
+                                                for r in res if isinstance(r, dict))]
+        if missing:
+            failures.append("%s: %r: no series has the legend's label(s) %s"
+                            % (title, q, ", ".join(missing)))
             continue
         proven += 1
         if listed:
@@ -634,3 +642,18 @@ def test_provisioning_files():
     kinds = {ds["type"] for ds in s["datasources"]}
     assert kinds == {board_kind(load(n)) for n in BOARDS} == {"prometheus", "loki"}
     assert all(ds["url"].startswith("http") and "uid" not in ds for ds in s["datasources"])
+
+
+def test_docs_describe_every_panel():
+    """docs/dashboards.md has a row for every panel of every dashboard."""
+    with open(REPO / "docs" / "dashboards.md", encoding="utf-8") as f:
+        doc = f.read()
+    missing = []
+    for name in BOARDS:
+        b = load(name)
+        assert "(%s)" % name in doc, name
+        for p in all_panels(b["panels"]):
+            row = "| **%s** |" % p["title"] if p["type"] == "row" else "| %s |" % p["title"]
+            if row not in doc:
+                missing.append("%s: %s" % (name, p["title"]))
+    assert not missing, "panels docs/dashboards.md does not describe: %s" % ", ".join(missing)
