@@ -17,13 +17,16 @@ label node, as the example configurations do.
 
 Then every PromQL and LogQL expression of every dashboard (every panel's
 targets, rows' nested panels included, and every query variable) is run
-through the query APIs with the variables as Grafana fills them by default
-(All: `.+`), and must return at least one series; each variable query must
-return at least one value. The same expressions with their metric names (or
-stream label names) renamed must return nothing, so a metric that drover
-or a payload stops exporting fails the test. A second test lints every
-dashboard with Grafana's dashboard linter (--strict), a third checks the
-files are what scripts/gen-dashboards.py writes and use no data source UID.
+through the query APIs, twice: with the variables as Grafana fills them by
+default (All: `.+`), and with each set to the list of values its own query
+returns. Each must return at least one series, with the labels its legend
+shows; each variable query at least one value. The same expressions with
+their metric names (or stream label names) renamed must return nothing, so
+a metric that drover or a payload stops exporting fails the test. The other
+tests lint every dashboard with Grafana's dashboard linter (--strict), check
+the files are what scripts/gen-dashboards.py writes and name no data source
+UID, check the provisioning examples, and that docs/dashboards.md has every
+panel.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Iterator
 import pytest
 
 from dns_servers import CoreDNS, StubDNS, ask
-from drover_e2e import HOST, REPO, free_port, make_cert, wait_until, yaml_str
+from drover_e2e import HOST, REPO, free_port, make_cert, yaml_str
 from kube import kube, kube_bin_dir, start_kube  # noqa: F401
 from metrics_servers import NodeExporter, Prometheus, prometheus3_bin, read_fixture
 from servers import loki, loki_bin, start_loki  # noqa: F401
@@ -320,7 +323,6 @@ class ContainerLogs:
         self.root = root
         self.files = []
         self.n = 0
-        self.lock = threading.Lock()
         self.stopping = threading.Event()
         os.makedirs(os.path.join(root, "containers"), exist_ok=True)
         for i, (ns, pod, container) in enumerate(PODS):
