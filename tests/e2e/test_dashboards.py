@@ -47,11 +47,11 @@ import pytest
 from dns_servers import CoreDNS, StubDNS, ask
 from drover_e2e import HOST, REPO, free_port, make_cert, yaml_str
 from kube import kube, kube_bin_dir, start_kube  # noqa: F401
-from metrics_servers import NodeExporter, Prometheus, prometheus3_bin, read_fixture
+from metrics_servers import NodeExporter, Prometheus, parse_text, prometheus3_bin, read_fixture
 from servers import loki, loki_bin, start_loki  # noqa: F401
 from test_coredns import READER_RULES, create_coredns_pod
 from test_kube_sd import NODE
-from test_kubelet import PAYLOADS, PROBES, SUMMARY, FakeKubelet
+from test_kubelet import PAYLOADS, PROBES, SUMMARY, FakeKubelet, without_timestamps
 
 DASHBOARDS = REPO / "dashboards"
 BOARDS = ("drover.json", "kubelet.json", "coredns.json", "logs.json")
@@ -571,6 +571,34 @@ def test_every_dashboard_query_answers(request, start_drover, tmp_path, loki, pr
     for name, b in boards.items():
         assert results[name][0] == len(targets(b)) + len(query_variables(b)), name
         assert listed[name][0] == results[name][0], name
+
+    # and a few panels show what the data holds
+    def panel(name: str, title: str, i: int = 0) -> list:
+        b = boards[name]
+        exprs = [e for t, e, _ in targets(b) if t == title]
+        return apis[board_kind(b)].query(substitute(exprs[i], variable_values(b)))
+
+    def values(res: list, label: str = "") -> dict:
+        return {(r["metric"].get(label) if label else ""): float(r["value"][1]) for r in res}
+
+    containers = sum(1 for n, ls, _ in parse_text(without_timestamps(read_fixture(
+        PAYLOADS["/metrics/cadvisor"]).decode()))
+        if n == "container_memory_working_set_bytes" and ls.get("container") and ls.get("image"))
+    assert values(panel("kubelet.json", "Running containers")) == {"": containers}
+    share = values(panel("logs.json", "Error share by namespace"), "namespace")
+    assert set(share) == {ns for ns, _, _ in PODS}
+    assert all(0.15 <= v <= 0.25 for v in share.values()), share  # every fifth line
+    records_in = values(panel("drover.json", "Records in"), "name")
+    assert records_in.get("pods", 0) > 0 and records_in.get("metrics", 0) > 0, records_in
+    rcodes = values(panel("coredns.json", "Responses by rcode"), "rcode")
+    assert {"NOERROR", "NXDOMAIN", "SERVFAIL"} <= set(rcodes), rcodes
+    assert values(panel("coredns.json", "Cache hit rate"))[""] > 0
+    up = {(r["metric"]["server"], r["metric"]["name"]): float(r["value"][1])
+          for r in panel("coredns.json", "Answered by node and server")}
+    assert up[(coredns_cached.address, "kubernetes.default.svc.cluster.local")] == 1
+    assert up[(coredns_cached.address, "drop.example.test")] == 0
+    failed = values(panel("drover.json", "Scrape failures by reason"), "name")
+    assert "metrics" in failed, failed  # the target nobody listens on
     assert d.stop() == 0
 
 
