@@ -61,5 +61,7 @@ PROMETHEUS3_BIN=$(bash scripts/servers/prometheus3.sh)
 COREDNS_BIN=$(bash scripts/servers/coredns.sh)
 KAFKA_LIBS=$(bash scripts/servers/kafka.sh)
 KAFKA39_LIBS=$(bash scripts/servers/kafka.sh 3.9.1)
-export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS KAFKA39_LIBS
+# Grafana's dashboard linter, for tests/e2e/test_dashboards.py (dashboards/)
+DASHBOARD_LINTER_BIN=$(bash scripts/servers/dashboard-linter.sh)
+export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS KAFKA39_LIBS DASHBOARD_LINTER_BIN
 python3 -m pytest -q tests/e2e
