@@ -26,6 +26,7 @@ const core_sources = [_][]const u8{
     "src/jsonp.c",
     "src/log.c",
     "src/metrics.c",
+    "src/process_metrics.c",
     "src/registry.c",
     "src/record.c",
     "src/kube_meta.c",

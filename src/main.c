@@ -24,6 +24,7 @@
 #include "config.h"
 #include "http_server.h"
 #include "metrics.h"
+#include "process_metrics.h"
 
 #ifndef DROVER_VERSION
 #define DROVER_VERSION "dev"
@@ -277,6 +278,8 @@ static void register_core_metrics(app *ap)
         dr_metrics_gauge(ap->metrics, "drover_config_last_reload_successful",
                          "1 when the last configuration (re)load succeeded.", none);
     dr_gauge_set(ap->reload_success, 1);
+    if (dr_process_metrics_register(ap->metrics) < 0)
+        dr_log_core(DR_LOG_WARN, "cannot read /proc/self: no process_* metrics", NULL);
 }
 
 static int describe(const char *name)

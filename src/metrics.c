@@ -413,6 +413,13 @@ dr_gauge *dr_metrics_gauge(dr_metrics *m, const char *name, const char *help,
     return s ? &s->v.gauge : NULL;
 }
 
+dr_gauge *dr_metrics_read_counter(dr_metrics *m, const char *name, const char *help,
+                                  const char *const *labels)
+{
+    series *s = get_or_create(m, name, help, labels, DR_METRIC_READ_COUNTER);
+    return s ? &s->v.gauge : NULL;
+}
+
 /* ---- values ----------------------------------------------------------------
  * NULL is accepted and ignored: a series that could not be created (out of
  * memory, invalid name) must not take the caller down with it. */
@@ -571,7 +578,7 @@ static int render_family(dr_buf *out, const family *f)
         return 0; /* its first series could not be created */
     if (dr_buf_printf(out, "# HELP %s ", f->name) < 0 || put_escaped(out, f->help, false) < 0 ||
         dr_buf_printf(out, "\n# TYPE %s %s\n", f->name,
-                      f->type == DR_METRIC_COUNTER ? "counter" : "gauge") < 0)
+                      f->type == DR_METRIC_GAUGE ? "gauge" : "counter") < 0)
         return DR_ENOMEM;
     for (size_t i = 0; i < f->nseries; i++)
         if (render_series(out, f, f->list[i]) < 0)

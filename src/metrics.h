@@ -14,7 +14,10 @@
 
 typedef struct dr_metrics dr_metrics;
 
-typedef enum { DR_METRIC_COUNTER, DR_METRIC_GAUGE } dr_self_metric_kind;
+/* DR_METRIC_READ_COUNTER: a counter whose value is a reading of a real
+ * quantity that only grows (CPU seconds), set as a gauge is and exposed as
+ * a counter. */
+typedef enum { DR_METRIC_COUNTER, DR_METRIC_GAUGE, DR_METRIC_READ_COUNTER } dr_self_metric_kind;
 
 dr_metrics *dr_metrics_new(void);
 void dr_metrics_free(dr_metrics *m);
@@ -27,6 +30,9 @@ dr_counter *dr_metrics_counter(dr_metrics *m, const char *name, const char *help
                                const char *const *labels);
 dr_gauge *dr_metrics_gauge(dr_metrics *m, const char *name, const char *help,
                            const char *const *labels);
+/* A DR_METRIC_READ_COUNTER series: set it with dr_gauge_set. */
+dr_gauge *dr_metrics_read_counter(dr_metrics *m, const char *name, const char *help,
+                                  const char *const *labels);
 
 /* A hook run before every exposition (to refresh gauges that are cheaper to
  * compute on demand). Removed with the same fn and ctx. */

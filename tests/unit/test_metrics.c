@@ -13,10 +13,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http_server.h"
 #include "metrics.h"
+#include "process_metrics.h"
 #include "test.h"
 
 /* ---- registry and exposition --------------------------------------------- */
@@ -817,4 +819,45 @@ void test_http_handler_closes_server(void)
     CHECK_INT(f.ints[0], 1);
     CHECK_INT(f.calls, 2);
     fixture_free(&f);
+}
+
+/* process_* metrics: the /proc/<pid>/stat parser on real lines (a command
+ * name with spaces and parentheses, as a process may name itself), and the
+ * series read from this very process. */
+void test_process_metrics(void)
+{
+    dr_proc_stat_fields st;
+    const char *line =
+        "4242 (dro ver) (x)) S 1 4242 4242 0 -1 4194560 1520 0 3 0 157 43 0 0 20 0 5 0 "
+        "987654 123456789 2345 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+    CHECK_INT(dr_proc_stat_parse(line, &st), 0);
+    CHECK_INT((int64_t)st.utime_ticks, 157);
+    CHECK_INT((int64_t)st.stime_ticks, 43);
+    CHECK_INT((int64_t)st.start_ticks, 987654);
+    CHECK_INT((int64_t)st.vsize_bytes, 123456789);
+    CHECK_INT(st.rss_pages, 2345);
+    CHECK_INT(dr_proc_stat_parse("4242 (cut short) S 1 2 3", &st), -1);
+    CHECK_INT(dr_proc_stat_parse("no parenthesis at all", &st), -1);
+    CHECK_INT(dr_proc_stat_parse("1 (x) S 1 2 3 4 5 6 7 8 9 10 11 x 13", &st), -1);
+
+    dr_metrics *m = dr_metrics_new();
+    CHECK_INT(dr_process_metrics_register(m), 0);
+    char *text = render(m);
+    CHECK(text && strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
+    CHECK(text && strstr(text, "# TYPE process_resident_memory_bytes gauge\n"));
+    double rss = -1, start = -1, fds = -1;
+    const char *p = text ? strstr(text, "\nprocess_resident_memory_bytes ") : NULL;
+    if (p)
+        rss = strtod(p + strlen("\nprocess_resident_memory_bytes "), NULL);
+    p = text ? strstr(text, "\nprocess_start_time_seconds ") : NULL;
+    if (p)
+        start = strtod(p + strlen("\nprocess_start_time_seconds "), NULL);
+    p = text ? strstr(text, "\nprocess_open_fds ") : NULL;
+    if (p)
+        fds = strtod(p + strlen("\nprocess_open_fds "), NULL);
+    CHECK(rss > 1024 * 1024); /* a running test binary holds more than 1 MiB */
+    CHECK(start > 1.5e9 && start <= (double)time(NULL) + 1);
+    CHECK(fds >= 3);
+    free(text);
+    dr_metrics_free(m);
 }
