@@ -56,5 +56,12 @@ KUBE_BIN_DIR=$(bash scripts/servers/kube.sh)
 PROMETHEUS3_BIN=$(bash scripts/servers/prometheus3.sh)
 COREDNS_BIN=$(bash scripts/servers/coredns.sh)
 KAFKA_LIBS=$(bash scripts/servers/kafka.sh)
-export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS
+# helm and kube-score check the chart in packaging/helm (test_packaging.py)
+HELM_BIN=$(bash scripts/servers/helm.sh)
+KUBE_SCORE_BIN=$(bash scripts/servers/kube-score.sh)
+export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS HELM_BIN KUBE_SCORE_BIN
+
+echo "== packaging/manifests are up to date"
+bash scripts/gen-manifests.sh --check
+
 python3 -m pytest -q tests/e2e
