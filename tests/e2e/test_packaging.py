@@ -470,6 +470,38 @@ def test_manifests_up_to_date(helm):
     assert docs((MANIFESTS / "drover.yaml").read_text()) == docs(render(helm, []))
 
 
+def test_chart_readme_lists_every_value():
+    """packaging/helm/drover/README.md has a row for every value, or for a
+    map holding it, with the default values.yaml gives."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    rows = {}
+    for line in (CHART / "README.md").read_text().splitlines():
+        m = re.match(r"^\| `([^`]+)` \| `(.*)` \| .* \|$", line)
+        if m:
+            rows[m.group(1)] = json.loads(m.group(2))
+
+    def get(path: str):
+        x = values
+        for k in path.split("."):
+            x = x[k]
+        return x
+
+    def leaves(d: dict, prefix: str = ""):
+        for k, x in d.items():
+            if isinstance(x, dict) and x:
+                yield from leaves(x, prefix + k + ".")
+            else:
+                yield prefix + k
+
+    for row, default in rows.items():
+        assert get(row) == default, row
+    for leaf in leaves(values):
+        parts = leaf.split(".")
+        covering = [".".join(parts[:i]) for i in range(len(parts), 0, -1)
+                    if ".".join(parts[:i]) in rows]
+        assert covering, "README.md has no row for %s" % leaf
+
+
 # ---- the real API server --------------------------------------------------------------------------
 
 
