@@ -16,8 +16,9 @@
 - the real kube-apiserver 1.34 (tests/e2e/kube.py) takes the manifests with
   strict field validation, and drover, running with the rendered
   configuration and the token of the chart's ServiceAccount (its RBAC, and
-  nothing else), enriches records, applies a namespace's ConfigMap rules and
-  reports them with an Event without a single refused request;
+  nothing else), enriches records, applies a namespace's ConfigMap rules,
+  reports them with an Event and runs the scrape jobs' Kubernetes discovery,
+  without a single refused request;
 - the systemd unit passes `systemd-analyze verify` and its security review.
 
 The tools: helm is $HELM_BIN, else scripts/servers/helm.sh (built once and
@@ -542,22 +543,29 @@ def run_config(conf: dict, *, tmp_path, root: str, out: str, kube: KubeServer,
                token_file: str) -> str:
     """The rendered configuration as this test runs it: the node's paths,
     data_dir and port moved into tmp_path, the API server's address given
-    (there is no in-cluster address outside a pod), the metrics inputs and
-    the remote backends replaced by a file output. The filters, their
-    quotas and every other option stay as rendered."""
+    (there is no in-cluster address outside a pod), the kubelet input (no
+    kubelet here) left out and the remote backends replaced by a file
+    output. The filters, their quotas, the scrape jobs and every other
+    option stay as rendered."""
     conf = copy.deepcopy(conf)
     conf["agent"]["data_dir"] = str(tmp_path / "data")
     conf["agent"]["http"]["listen"] = "%s:0" % HOST
     conf["agent"]["log_level"] = "debug"
-    pods = conf["inputs"][0]
-    assert pods["name"] == "pods" and pods["paths"] == ["/var/log/containers/*.log"]
+    inputs = {i["name"]: i for i in conf["inputs"]}
+    pods, metrics = inputs["pods"], inputs["metrics"]
+    assert pods["paths"] == ["/var/log/containers/*.log"]
     pods["paths"] = [root + "/containers/*.log"]
-    conf["inputs"] = [pods]
+    conf["inputs"] = [pods, metrics]
     api = {"url": kube.url, "ca_file": kube.ca_file, "token_file": token_file}
     for f in conf["filters"]:
         if f["type"] in ("kubernetes", "namespaces"):
             f["api"] = dict(api)  # a copy each: drover's YAML takes no aliases
-    conf["outputs"] = [{"name": "out", "type": "file", "match": "pods", "path": out}]
+    for job in metrics["scrape_configs"]:
+        for sd in job.get("kubernetes_sd_configs", []):
+            sd.update(api_server=kube.url, bearer_token_file=token_file,
+                      tls_config={"ca_file": kube.ca_file})
+    conf["outputs"] = [{"name": "out", "type": "file", "match": ["pods", "metrics"],
+                        "path": out}]
     path = tmp_path / "drover.yaml"
     path.write_text(yaml.safe_dump(conf))
     return str(path)
@@ -639,14 +647,33 @@ def test_on_api_server(helm, kube, start_drover, tmp_path):
                          what="a FiltersApplied event in shop")
     assert applied[0]["involvedObject"]["name"] == "drover-filters"
 
+    # The scrape jobs' discovery watches what the ClusterRole allows for
+    # their roles and attach_metadata: this node's pods, the ReplicaSets
+    # (deployment), the EndpointSlices and Services (endpointslice).
+    def audited() -> list[tuple[int, str, str]]:
+        codes = []
+        with open(kube.audit_log) as f:
+            for line in f:
+                ev = json.loads(line)
+                # a watch under way has started its response, not completed it
+                if ev.get("stage") in ("ResponseStarted", "ResponseComplete") and \
+                        ev["user"]["username"] == user:
+                    codes.append((ev["responseStatus"]["code"], ev["verb"], ev["requestURI"]))
+        return codes
+
+    def watched(prefix: str) -> bool:
+        return any(verb == "watch" and uri.startswith(prefix) for _, verb, uri in audited())
+
+    for prefix in ("/api/v1/pods?", "/api/v1/namespaces?", "/api/v1/configmaps?",
+                   "/apis/apps/v1/replicasets?", "/apis/discovery.k8s.io/v1/endpointslices?",
+                   "/api/v1/services?"):
+        wait_until(lambda: watched(prefix), 20, what="a watch on " + prefix)
+    pod_watches = [uri for _, verb, uri in audited()
+                   if verb == "watch" and uri.startswith("/api/v1/pods?")]
+    assert all("spec.nodeName%3D" + NODE in uri for uri in pod_watches), pod_watches
+
     # Not one request of the ServiceAccount was refused.
-    codes = []
-    with open(kube.audit_log) as f:
-        for line in f:
-            ev = json.loads(line)
-            if ev.get("stage") == "ResponseComplete" and ev["user"]["username"] == user:
-                codes.append((ev["responseStatus"]["code"], ev["verb"], ev["requestURI"]))
-    assert codes, "no request of %s in the audit log" % user
+    codes = audited()
     assert not [x for x in codes if x[0] >= 400 and x[0] != 410], codes
     assert d.stop() == 0
 
