@@ -23,8 +23,10 @@
 
 The tools: helm is $HELM_BIN, else scripts/servers/helm.sh (built once and
 cached); kube-score is $KUBE_SCORE_BIN, else scripts/servers/kube-score.sh;
-kubernetes-validate and systemd-analyze are looked up on PATH. A test that
-needs a tool that cannot be had is skipped with the reason.
+kubernetes-validate is the PyPI package's module; systemd-analyze is looked
+up on PATH. A test that needs a tool that cannot be had is skipped with the
+reason; $HELM_BIN or $KUBE_SCORE_BIN set to something that does not run is
+an error.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -84,11 +87,14 @@ COMBOS = [
 
 
 def _cached_tool(env: str, script: str) -> tuple[Optional[str], str]:
+    """$env, else what scripts/servers/<script> prints; (None, why) when it
+    cannot be built here (no Go, no network to the module proxy)."""
     path = os.environ.get(env)
     if path:
-        if os.access(path, os.X_OK):
-            return path, ""
-        return None, "%s=%s is not an executable file" % (env, path)
+        if not os.access(path, os.X_OK):
+            # set on purpose (scripts/test.sh, CI) and wrong: an error, not a skip
+            pytest.fail("%s=%s is not an executable file" % (env, path), pytrace=False)
+        return path, ""
     try:
         p = subprocess.run(["bash", str(REPO / "scripts" / "servers" / script)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=BUILD_TIMEOUT)
@@ -117,12 +123,14 @@ def kube_score() -> str:
 
 
 @pytest.fixture(scope="session")
-def kubernetes_validate() -> str:
-    path = shutil.which("kubernetes-validate")
-    if not path:
-        pytest.skip("kubernetes-validate is not on PATH (pip install kubernetes-validate; "
-                    "scripts/setup.sh does)")
-    return path
+def kubernetes_validate() -> list[str]:
+    """The command: the PyPI package's module, run by this Python."""
+    try:
+        import kubernetes_validate  # noqa: F401
+    except ImportError:
+        pytest.skip("the kubernetes-validate package is not installed "
+                    "(pip install kubernetes-validate; scripts/setup.sh does)")
+    return [sys.executable, "-m", "kubernetes_validate"]
 
 
 def run(args: list[str], *, input: Optional[str] = None, env: Optional[dict] = None,
@@ -253,7 +261,7 @@ def test_kubernetes_validate(helm, kubernetes_validate, tmp_path, name, args):
             continue  # no schema shipped; test_monitors checks them
         path = tmp_path / ("%02d-%s.yaml" % (i, o["kind"].lower()))
         path.write_text(yaml.safe_dump(o))
-        p = run([kubernetes_validate, "-k", KUBE_VERSION, "--strict", str(path)])
+        p = run(kubernetes_validate + ["-k", KUBE_VERSION, "--strict", str(path)])
         assert p.returncode == 0 and "passed" in p.stdout, (o["kind"], p.stdout + p.stderr)
         checked += 1
     assert checked >= 6, checked
@@ -270,7 +278,7 @@ def test_kubernetes_validate_refuses(kubernetes_validate, tmp_path):
                                                                 "ports": [{"containerPort": "http"}]}]}}}}):
         path = tmp_path / "bad.yaml"
         path.write_text(yaml.safe_dump(bad))
-        p = run([kubernetes_validate, "-k", KUBE_VERSION, "--strict", str(path)])
+        p = run(kubernetes_validate + ["-k", KUBE_VERSION, "--strict", str(path)])
         assert p.returncode != 0, p.stdout
 
 
