@@ -79,6 +79,7 @@ COMBOS = [
     ("pod-monitor", ["--set", "podMonitor.enabled=true"]),
     ("monitors", ["-f", str(VALUES / "monitors.yaml")]),
     ("kubelet-source", ["-f", str(VALUES / "kubelet-source.yaml")]),
+    ("docker", ["--set", "logs.dockerContainersPath=/var/lib/docker/containers"]),
     ("root", ["-f", str(VALUES / "root.yaml")]),
 ]
 
@@ -431,6 +432,13 @@ def test_security_defaults(helm):
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
            for e in drover_container(objs)["env"] if "fieldRef" in e.get("valueFrom", {})}
     assert env == {"NODE_NAME": "spec.nodeName", "NODE_IP": "status.hostIP"}
+    assert "dockercontainers" not in vols
+    docker = one(docs(render(helm, ["--set", "logs.dockerContainersPath=/var/lib/docker/containers"])),
+                 "DaemonSet")["spec"]["template"]["spec"]
+    assert {"name": "dockercontainers", "hostPath": {"path": "/var/lib/docker/containers",
+                                                     "type": "Directory"}} in docker["volumes"]
+    assert {"name": "dockercontainers", "mountPath": "/var/lib/docker/containers",
+            "readOnly": True} in docker["containers"][0]["volumeMounts"]
     # running as root: no init container, nothing else changes
     root = docs(render(helm, ["-f", str(VALUES / "root.yaml")]))
     rspec = one(root, "DaemonSet")["spec"]["template"]["spec"]
