@@ -14,11 +14,13 @@
   should;
 - packaging/manifests is what scripts/gen-manifests.sh renders today;
 - the real kube-apiserver 1.34 (tests/e2e/kube.py) takes the manifests with
-  strict field validation, and drover, running with the rendered
-  configuration and the token of the chart's ServiceAccount (its RBAC, and
-  nothing else), enriches records, applies a namespace's ConfigMap rules,
-  reports them with an Event and runs the scrape jobs' Kubernetes discovery,
-  without a single refused request;
+  strict field validation, and `helm install` and `helm upgrade` of the
+  chart (a new configuration changes the pod template, the same one does
+  not); drover, running with the rendered configuration and the token of
+  the chart's ServiceAccount (its RBAC, and nothing else), enriches
+  records, applies a namespace's ConfigMap rules, reports them with an
+  Event and runs the scrape jobs' Kubernetes discovery, without a single
+  refused request;
 - the systemd unit passes `systemd-analyze verify` and its security review.
 
 The tools: helm is $HELM_BIN, else scripts/servers/helm.sh (built once and
@@ -45,7 +47,7 @@ import pytest
 import yaml
 
 from drover_e2e import HOST, REPO, OutputFile, wait_until
-from kube import KubeServer, kube, kube_bin_dir, start_kube  # noqa: F401 (fixtures)
+from kube import ADMIN_TOKEN, KubeServer, kube, kube_bin_dir, start_kube  # noqa: F401 (fixtures)
 from kubelet_writer import KubeletWriter
 from test_kubernetes import NODE, add_container, make_pod, records_with, wait_record
 
@@ -555,6 +557,22 @@ def can(kube: KubeServer, user: str, verb: str, resource: str, group: str = "",
     return r["status"].get("allowed", False)
 
 
+def helm_client_env(kube: KubeServer, tmp_path) -> dict:
+    """helm's environment for this API server: a kubeconfig with the admin
+    token, and helm's own cache, configuration and data under tmp_path."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": kube.url,
+                                                  "certificate-authority": kube.ca_file}}],
+        "users": [{"name": "admin", "user": {"token": ADMIN_TOKEN}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}]}))
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[var] = str(tmp_path / "helm" / var.lower())
+    return env
+
+
 def run_config(conf: dict, *, tmp_path, root: str, out: str, kube: KubeServer,
                token_file: str) -> str:
     """The rendered configuration as this test runs it: the node's paths,
@@ -600,12 +618,36 @@ def test_on_api_server(helm, kube, start_drover, tmp_path):
     ds = kube.call("GET", "/apis/apps/v1/namespaces/%s/daemonsets/drover" % NAMESPACE)
     assert ds["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
-    # Everything on, as a second release beside it (and a Service, the
-    # monitors being CRDs this API server does not have).
-    full = docs(render(helm, ["-f", str(VALUES / "full.yaml"), "--set", "service.enabled=true"],
-                       release="drover-full"))
-    made = create_all(kube, full)
-    assert "Service/drover-full" in made and "DaemonSet/drover-full" in made, made
+    # Everything on, installed by helm itself as a second release beside it
+    # (with a Service; the monitors are CRDs this API server does not have).
+    helm_env = helm_client_env(kube, tmp_path)
+    full_args = ["-f", str(VALUES / "full.yaml"), "--set", "service.enabled=true"]
+    p = run([helm, "install", "drover-full", str(CHART), "--namespace", NAMESPACE] + full_args,
+            env=helm_env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "STATUS: deployed" in p.stdout and "ConfigMap named\ndrover-filters" in p.stdout, p.stdout
+    full = docs(render(helm, full_args, release="drover-full"))
+    for o in full:
+        got = kube.call("GET", api_path(o) + "/" + o["metadata"]["name"])
+        assert got["metadata"]["labels"]["app.kubernetes.io/instance"] == "drover-full", got
+    ds_path = "/apis/apps/v1/namespaces/%s/daemonsets/drover-full" % NAMESPACE
+
+    def template_checksum() -> str:
+        ds = kube.call("GET", ds_path)
+        return ds["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    # helm upgrade with another configuration changes the pod template: the
+    # DaemonSet controller rolls the pods.
+    before = template_checksum()
+    p = run([helm, "upgrade", "drover-full", str(CHART), "--namespace", NAMESPACE] + full_args +
+            ["--set", "config.logLevel=debug"], env=helm_env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert template_checksum() != before
+    cm = kube.call("GET", "/api/v1/namespaces/%s/configmaps/drover-full" % NAMESPACE)
+    assert "log_level: debug" in cm["data"]["drover.yaml"]
+    p = run([helm, "upgrade", "drover-full", str(CHART), "--namespace", NAMESPACE] + full_args,
+            env=helm_env)
+    assert p.returncode == 0 and template_checksum() == before, p.stdout + p.stderr
 
     # What the chart's RBAC lets the ServiceAccount do, and not do.
     user = "system:serviceaccount:%s:drover-full" % NAMESPACE
