@@ -41,8 +41,10 @@ if ! { [ -x "$ZIG_LINK" ] && [ "$("$ZIG_LINK" version 2>/dev/null)" = "$ZIG_VERS
 fi
 
 # Python test dependencies.
-# msgpack and zstandard decode the http output's bodies in tests/e2e.
-python3 -c 'import pytest, msgpack, zstandard' 2>/dev/null ||
-  python3 -m pip install -q --disable-pip-version-check pytest msgpack zstandard
+# msgpack and zstandard decode the http output's bodies in tests/e2e; PyYAML
+# reads the Helm chart's manifests and kubernetes-validate checks them offline
+# against the Kubernetes API schemas it ships (tests/e2e/test_packaging.py).
+python3 -c 'import pytest, msgpack, zstandard, yaml, kubernetes_validate' 2>/dev/null ||
+  python3 -m pip install -q --disable-pip-version-check pytest msgpack zstandard pyyaml kubernetes-validate
 
 echo "$ZIG_LINK"

@@ -63,5 +63,13 @@ KAFKA_LIBS=$(bash scripts/servers/kafka.sh)
 KAFKA39_LIBS=$(bash scripts/servers/kafka.sh 3.9.1)
 # Grafana's dashboard linter, for tests/e2e/test_dashboards.py (dashboards/)
 DASHBOARD_LINTER_BIN=$(bash scripts/servers/dashboard-linter.sh)
-export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS KAFKA39_LIBS DASHBOARD_LINTER_BIN
+# helm and kube-score check the chart in packaging/helm (test_packaging.py)
+HELM_BIN=$(bash scripts/servers/helm.sh)
+KUBE_SCORE_BIN=$(bash scripts/servers/kube-score.sh)
+export LOKI_BIN KUBE_BIN_DIR PROMETHEUS3_BIN COREDNS_BIN KAFKA_LIBS KAFKA39_LIBS \
+  DASHBOARD_LINTER_BIN HELM_BIN KUBE_SCORE_BIN
+
+echo "== packaging/manifests are up to date"
+bash scripts/gen-manifests.sh --check
+
 python3 -m pytest -q tests/e2e
