@@ -203,6 +203,20 @@ def drover_dashboard() -> dict:
     b.timeseries("Series table memory", "Memory of the series table (drover_series_bytes).", "bytes",
                  [('sum by (node) (drover_series_bytes{%s})' % s, "{{node}}")], w=6)
 
+    b.row("Resources")
+    b.timeseries("CPU", "CPU time the agent uses, in cores (rate of process_cpu_seconds_total, user "
+                 "and system).", "short",
+                 [('sum by (node) (rate(process_cpu_seconds_total{%s}[$__rate_interval]))' % s,
+                   "{{node}}")])
+    b.timeseries("Memory (RSS)", "Resident memory of the agent (process_resident_memory_bytes): "
+                 "what the pod's memory limit is measured against.", "bytes",
+                 [('sum by (node) (process_resident_memory_bytes{%s})' % s, "{{node}}")])
+    b.timeseries("Open file descriptors", "File descriptors the agent holds "
+                 "(process_open_fds: tailed files, sockets) and its limit (process_max_fds).",
+                 "short",
+                 [('sum by (node) (process_open_fds{%s})' % s, "{{node}} open"),
+                  ('min by (node) (process_max_fds{%s})' % s, "{{node}} limit")])
+
     b.row("Records")
     b.timeseries("Records in", "Records read per second by input instance (drover_input_records_total).",
                  "cps", [('sum by (node, name) (rate(drover_input_records_total{%s}[$__rate_interval]))' % s,

@@ -45,6 +45,6 @@ fi
 # reads the Helm chart's manifests and kubernetes-validate checks them offline
 # against the Kubernetes API schemas it ships (tests/e2e/test_packaging.py).
 python3 -c 'import pytest, msgpack, zstandard, yaml, kubernetes_validate' 2>/dev/null ||
-  python3 -m pip install -q --disable-pip-version-check pytest msgpack zstandard pyyaml kubernetes-validate
+  python3 -m pip install -q --disable-pip-version-check pytest msgpack zstandard pyyaml kubernetes-validate==1.37.0
 
 echo "$ZIG_LINK"
