@@ -33,6 +33,7 @@ an error.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import os
@@ -40,6 +41,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -72,8 +74,26 @@ KUBE_SCORE_OPTIONAL = ["container-seccomp-profile", "container-ports-check"]
 CRD_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"),
              ("monitoring.coreos.com/v1", "ServiceMonitor")}
 
+GUIDE = REPO / "docs" / "getting-started.md"
+
+
+def guide_block(marker: str) -> str:
+    """The ```yaml block of docs/getting-started.md whose first line is
+    `# <marker>`: the guide's files are tested as a reader copies them."""
+    for m in re.finditer(r"```yaml\n(.*?)```", GUIDE.read_text(), re.S):
+        if m.group(1).startswith("# %s\n" % marker):
+            return m.group(1)
+    raise AssertionError("docs/getting-started.md has no yaml block starting # %s" % marker)
+
+
+GUIDE_DIR = tempfile.mkdtemp(prefix="drover-guide-")
+atexit.register(shutil.rmtree, GUIDE_DIR, True)
+GUIDE_VALUES = Path(GUIDE_DIR) / "my-values.yaml"
+GUIDE_VALUES.write_text(guide_block("my-values.yaml"))
+
 # Values combinations rendered and checked: (id, helm arguments).
 COMBOS = [
+    ("getting-started", ["-f", str(GUIDE_VALUES)]),
     ("defaults", []),
     ("full", ["-f", str(VALUES / "full.yaml")]),
     ("grafana-cloud", ["-f", str(VALUES / "grafana-cloud.yaml")]),
@@ -673,9 +693,10 @@ def test_on_api_server(helm, kube, start_drover, tmp_path):
     kube.create_namespace("shop", labels={"team": "shop"})
     web = make_pod(kube, "shop", "web-1", ["app"], labels={"app": "web"},
                    annotations={"example.com/team": "checkout"})
-    kube.call("POST", "/api/v1/namespaces/shop/configmaps", {
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "drover-filters"},
-        "data": {"filters.yaml": "- type: grep\n  exclude: ['message ^DEBUG']\n"}})
+    # the namespace's ConfigMap of docs/getting-started.md, as its reader applies it
+    guide_cm = yaml.safe_load(guide_block("shop-filters.yaml"))
+    assert guide_cm["metadata"] == {"name": "drover-filters", "namespace": "shop"}, guide_cm
+    kube.call("POST", "/api/v1/namespaces/shop/configmaps", guide_cm)
 
     root = str(tmp_path / "node")
     out_path = str(tmp_path / "out.ndjson")
@@ -684,6 +705,7 @@ def test_on_api_server(helm, kube, start_drover, tmp_path):
     w.log(c, b"DEBUG dropped by the namespace's rules")
     w.log(c, b"GET /healthz dropped by the cluster's grep")
     w.log(c, b"hello from shop")
+    w.log(c, b'{"msg":"order placed","order":42}')
     conf = yaml.safe_load(drover_config(full))
     d = start_drover(run_config(conf, tmp_path=tmp_path, root=root, out=out_path, kube=kube,
                                 token_file=str(token_file)),
@@ -696,6 +718,8 @@ def test_on_api_server(helm, kube, start_drover, tmp_path):
     assert (k["namespace"], k["pod"], k["node"]) == ("shop", "web-1", NODE), k
     assert k["labels"] == {"app": "web"} and k["annotations"] == {"example.com/team": "checkout"}
     assert k["namespace_labels"]["team"] == "shop", k
+    placed = wait_record(out, "order placed")
+    assert placed["message"] == "order placed" and placed["order"] == 42, placed
     w.log(c, b"marker after")
     wait_record(out, "marker after")
     assert not records_with(out, "DEBUG") and not records_with(out, "/healthz")
