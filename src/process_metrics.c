@@ -60,26 +60,8 @@ int dr_proc_stat_parse(const char *text, dr_proc_stat_fields *out)
     }
     out->utime_ticks = v[14 - 4];
     out->stime_ticks = v[15 - 4];
-    out->start_ticks = v[22 - 4];
     out->vsize_bytes = v[23 - 4];
     return 0;
-}
-
-/* btime of /proc/stat: the boot time, in seconds since the epoch. */
-static long long boot_time(void)
-{
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    long long bt = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "btime ", 6) == 0) {
-            bt = strtoll(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return bt;
 }
 
 static int read_self_stat(dr_proc_stat_fields *st)
@@ -146,11 +128,10 @@ int dr_process_metrics_register(dr_metrics *m)
     pm.start_time =
         dr_metrics_gauge(m, "process_start_time_seconds",
                          "Start time of the process since unix epoch in seconds.", none);
-    dr_proc_stat_fields st;
-    long long bt = boot_time();
-    if (read_self_stat(&st) == 0 && bt >= 0)
-        dr_gauge_set(pm.start_time,
-                     (double)bt + (double)st.start_ticks / (double)pm.ticks_per_second);
+    /* Registered as drover starts, so its clock now is the start time to a
+     * few milliseconds, without /proc/stat's boot time (hidden by systemd's
+     * ProcSubset=pid, which the unit sets). */
+    dr_gauge_set(pm.start_time, (double)dr_now_ns() / 1e9);
     refresh(&pm);
     return dr_metrics_add_hook(m, refresh, &pm);
 }

@@ -16,7 +16,6 @@ int dr_process_metrics_register(dr_metrics *m);
  * the fields after it are counted from its last ')'. */
 typedef struct dr_proc_stat_fields {
     unsigned long long utime_ticks, stime_ticks; /* fields 14 and 15 */
-    unsigned long long start_ticks;              /* 22: after boot, in clock ticks */
     unsigned long long vsize_bytes;              /* 23 */
     long long rss_pages;                         /* 24 */
 } dr_proc_stat_fields;
