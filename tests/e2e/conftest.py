@@ -117,14 +117,18 @@ def _tail(text: str, max_lines: int = 150, max_chars: int = 20000) -> str:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the log tails of every drover it
+    ran, then of every server whose fixture asked for it
+    (drover_e2e.report_logs_on_failure)."""
     outcome = yield
     rep = outcome.get_result()
     if not rep.failed:
         return
     ps = getattr(item, "_e2e_procs", None)
-    if not ps:
-        return
-    for d in ps.drovers:
+    for d in ps.drovers if ps else []:
         for i, path in enumerate(d.logs):
             rep.sections.append(("drover %s run %d stderr (%s)" % (d.name, i + 1, path),
                                  _tail(d.log_text(i))))
+    for sections in getattr(item, "_e2e_log_sections", []):
+        for title, text in sections():
+            rep.sections.append((title, _tail(text, 80, 12000)))

@@ -65,6 +65,13 @@ def find_or_build_drover() -> tuple[Optional[str], str]:
 # ---- small utilities ----------------------------------------------------------------------
 
 
+def report_logs_on_failure(request, sections: Callable[[], Iterable[tuple[str, str]]]) -> None:
+    """When the test of this fixture request fails, its report gets the
+    (title, log text) pairs `sections` returns then (conftest.py keeps the
+    last lines of each)."""
+    request.node.__dict__.setdefault("_e2e_log_sections", []).append(sections)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))

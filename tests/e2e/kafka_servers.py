@@ -49,7 +49,7 @@ from typing import Optional
 
 import pytest
 
-from drover_e2e import HOST, REPO, free_port
+from drover_e2e import HOST, REPO, free_port, report_logs_on_failure
 
 KAFKA_SCRIPT = REPO / "scripts" / "servers" / "kafka.sh"
 KAFKA_FETCH_TIMEOUT = 900
@@ -563,36 +563,15 @@ def kafka39_libs() -> str:
     return _libs_or_fail("3.9.1")
 
 
-class _KafkaReports:
-    """Attaches the log tail of every broker of a failed test to its report."""
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
-        outcome = yield
-        rep = outcome.get_result()
-        if not rep.failed:
-            return
-        for c in getattr(item, "_kafka_clusters", []):
-            for i, n in enumerate(c.nodes):
-                for r, path in enumerate(n.logs):
-                    tail = "\n".join(c.log_text(i, r).splitlines()[-60:])[-8000:]
-                    rep.sections.append(("kafka %s broker %d run %d log (%s)"
-                                         % (c.name, n.id, r + 1, path), tail))
-
-
-_REPORTS_PLUGIN = "drover-e2e-kafka-reports"
-
-
 @pytest.fixture
 def start_kafka(request, kafka_libs, tmp_path):
     """start_kafka(brokers=1, name=..., start=True, version="4.4.0", **settings)
     -> KafkaCluster (started and ready unless start=False); version "3.9.1"
     runs Kafka 3.9. All are stopped at teardown."""
-    pm = request.config.pluginmanager
-    if not pm.has_plugin(_REPORTS_PLUGIN):
-        pm.register(_KafkaReports(), _REPORTS_PLUGIN)
     clusters: list[KafkaCluster] = []
-    request.node._kafka_clusters = clusters
+    report_logs_on_failure(request, lambda: [
+        ("kafka %s broker %d run %d log (%s)" % (c.name, n.id, r + 1, path), c.log_text(i, r))
+        for c in clusters for i, n in enumerate(c.nodes) for r, path in enumerate(n.logs)])
 
     def start(*, brokers: int = 1, name: str = "kafka", start: bool = True,
               version: str = "4.4.0", **kw) -> KafkaCluster:

@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 import pytest
 
-from drover_e2e import HOST, REPO, Metrics, free_port
+from drover_e2e import HOST, REPO, Metrics, free_port, report_logs_on_failure
 
 LOKI_VERSION = "3.7.8"
 LOKI_SCRIPT = REPO / "scripts" / "servers" / "loki.sh"
@@ -480,36 +480,14 @@ def loki_bin() -> str:
     return path
 
 
-class _LokiReports:
-    """Attaches the log tail of every Loki of a failed test to its report.
-    Registered as a plugin on first use (hooks in a test module are not
-    collected, and conftest.py is not ours to change)."""
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item, call):
-        outcome = yield
-        rep = outcome.get_result()
-        if not rep.failed:
-            return
-        for srv in getattr(item, "_loki_servers", []):
-            for i, path in enumerate(srv.logs):
-                text = srv.log_text(i)
-                tail = "\n".join(text.splitlines()[-80:])[-12000:]
-                rep.sections.append(("loki %s run %d log (%s)" % (srv.name, i + 1, path), tail))
-
-
-_REPORTS_PLUGIN = "drover-e2e-loki-reports"
-
-
 @pytest.fixture
 def start_loki(request, loki_bin, tmp_path):
     """start_loki(name=..., limits={...}, server={...}, extra="...", start=True) -> LokiServer
     (started and ready unless start=False). All are stopped at teardown."""
-    pm = request.config.pluginmanager
-    if not pm.has_plugin(_REPORTS_PLUGIN):
-        pm.register(_LokiReports(), _REPORTS_PLUGIN)
     servers: list[LokiServer] = []
-    request.node._loki_servers = servers
+    report_logs_on_failure(request, lambda: [
+        ("loki %s run %d log (%s)" % (srv.name, i + 1, path), srv.log_text(i))
+        for srv in servers for i, path in enumerate(srv.logs)])
 
     def start(*, name: str = "loki", start: bool = True, **kwargs) -> LokiServer:
         srv = LokiServer(loki_bin, str(tmp_path / ("loki-" + name)), name=name, **kwargs)
