@@ -299,6 +299,24 @@ _SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)')
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
+def kill_at(d: "Drover", times: Iterable[float], rng) -> list[float]:
+    """SIGKILLs drover at each of `times` (seconds from now, ascending),
+    keeps it down for a moment drawn from rng (0 to 0.8 s) and starts it
+    again, ready; returns when each kill happened, in seconds from the call."""
+    t0 = time.monotonic()
+    kills = []
+    for kt in times:
+        delay = kt - (time.monotonic() - t0)
+        if delay > 0:
+            time.sleep(delay)
+        d.kill()
+        assert d.proc.returncode == -signal.SIGKILL, d.proc.returncode
+        kills.append(round(time.monotonic() - t0, 2))
+        time.sleep(rng.uniform(0, 0.8))
+        d.start().wait_ready()
+    return kills
+
+
 class Metrics:
     """Prometheus text format, parsed."""
 

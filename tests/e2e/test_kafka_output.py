@@ -36,15 +36,14 @@ import json
 import os
 import random
 import re
-import signal
 import struct
 import subprocess
 import time
 
 import pytest
 
-from drover_e2e import (HOST, Delivery, OutputFile, WriterProcess, make_cert, rss_bytes, wait_until,
-                        yaml_str)
+from drover_e2e import (HOST, Delivery, OutputFile, WriterProcess, kill_at, make_cert, rss_bytes,
+                        wait_until, yaml_str)
 from kafka_servers import kafka, kafka3, kafka39_libs, kafka_libs, start_kafka  # noqa: F401
 from kubelet_writer import Expected
 from metrics_servers import node_exporter  # noqa: F401
@@ -523,17 +522,7 @@ def test_drover_sigkill_nothing_lost(kafka, start_drover, track, tmp_path):
     time.sleep(0.5)
     d = start_drover(drover_config(tmp_path, paths=node_paths(root), outputs=[
         kafka_output("kafka", kafka.bootstrap, "logs", key="kubernetes.pod_uid")])).wait_ready()
-    t0 = time.monotonic()
-    kills = []
-    for kt in sorted(rng.uniform(2, duration - 2) for _ in range(3)):
-        delay = kt - (time.monotonic() - t0)
-        if delay > 0:
-            time.sleep(delay)
-        d.kill()
-        assert d.proc.returncode == -signal.SIGKILL
-        kills.append(round(time.monotonic() - t0, 2))
-        time.sleep(rng.uniform(0, 0.8))
-        d.start().wait_ready()
+    kills = kill_at(d, sorted(rng.uniform(2, duration - 2) for _ in range(3)), rng)
     expected = w.finish()
     n = len(expected)
     wait_until(lambda: kafka.count("logs") >= n and

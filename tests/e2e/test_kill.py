@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from drover_e2e import Delivery, OutputFile, WriterProcess, tail_config, wait_until
+from drover_e2e import Delivery, OutputFile, WriterProcess, kill_at, tail_config, wait_until
 
 RATE = 3000
 DURATION = 20
@@ -33,19 +33,7 @@ def test_sigkill_restarts_lose_nothing(start_drover, track, tmp_path):
                       restart_at=[DURATION * 0.4], link_remove_delay=10)
     track(w.start())
     d = start_drover(str(cfg)).wait_ready()
-    kill_times = sorted(rng.uniform(2, DURATION - 2) for _ in range(KILLS))
-    t0 = time.monotonic()
-    kills = []
-    for kt in kill_times:
-        delay = kt - (time.monotonic() - t0)
-        if delay > 0:
-            time.sleep(delay)
-        d.kill()
-        kills.append(round(time.monotonic() - t0, 2))
-        rc = d.proc.returncode
-        assert rc == -signal.SIGKILL, rc
-        time.sleep(rng.uniform(0, 0.8))  # down for a moment
-        d.start().wait_ready()
+    kills = kill_at(d, sorted(rng.uniform(2, DURATION - 2) for _ in range(KILLS)), rng)
     expected = w.finish()
     n = len(expected)
     o = OutputFile(str(out))

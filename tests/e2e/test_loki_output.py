@@ -37,7 +37,7 @@ import time
 
 import pytest
 
-from drover_e2e import HOST, Delivery, WriterProcess, rss_bytes, wait_until, yaml_str
+from drover_e2e import HOST, Delivery, WriterProcess, kill_at, rss_bytes, wait_until, yaml_str
 from faultproxy import FaultProxy, decode_push, encode_push_protobuf, pushed_entries
 from kubelet_writer import Expected, KubeletWriter, rfc3339nano
 from servers import LokiEntry, LokiServer, loki, loki_bin, start_loki  # noqa: F401
@@ -512,18 +512,7 @@ def test_sigkill_restarts_nothing_lost(start_loki, start_drover, track, tmp_path
     with FaultProxy(srv.http_port) as proxy:
         d = start_drover(drover_config(tmp_path, paths=node_paths(root),
                                        outputs=[loki_output("loki", proxy.push_url)])).wait_ready()
-        kill_times = sorted(rng.uniform(2, duration - 2) for _ in range(4))
-        t0m = time.monotonic()
-        kills = []
-        for kt in kill_times:
-            delay = kt - (time.monotonic() - t0m)
-            if delay > 0:
-                time.sleep(delay)
-            d.kill()
-            assert d.proc.returncode == -signal.SIGKILL
-            kills.append(round(time.monotonic() - t0m, 2))
-            time.sleep(rng.uniform(0, 0.8))
-            d.start().wait_ready()
+        kills = kill_at(d, sorted(rng.uniform(2, duration - 2) for _ in range(4)), rng)
         expected = w.finish()
         n = len(expected)
         t0 = start_time(expected)
