@@ -45,13 +45,13 @@ from typing import Iterator
 import pytest
 
 from dns_servers import CoreDNS, StubDNS, ask
-from drover_e2e import HOST, REPO, free_port, make_cert, yaml_str
+from drover_e2e import HOST, REPO, free_port, yaml_str
 from kube import kube, kube_bin_dir, start_kube  # noqa: F401
-from metrics_servers import NodeExporter, Prometheus, parse_text, prometheus3_bin, read_fixture
+from metrics_servers import node_exporter, parse_text, read_fixture, start_prometheus3  # noqa: F401
 from servers import loki, loki_bin, start_loki  # noqa: F401
 from test_coredns import READER_RULES, create_coredns_pod
 from test_kube_sd import NODE
-from test_kubelet import PAYLOADS, PROBES, SUMMARY, FakeKubelet, without_timestamps
+from test_kubelet import PAYLOADS, FakeKubelet, kubelet, without_timestamps  # noqa: F401
 
 DASHBOARDS = REPO / "dashboards"
 BOARDS = ("drover.json", "kubelet.json", "coredns.json", "logs.json")
@@ -393,38 +393,6 @@ def coredns_cached(tmp_path):
         stub.stop()
 
 
-@pytest.fixture
-def kubelet_standin(tmp_path):
-    cert, key = make_cert(tmp_path, "kubelet")
-    bodies = {path: read_fixture(rel) for path, rel in PAYLOADS.items()}
-    bodies["/metrics/probes"] = PROBES.encode()
-    bodies["/stats/summary"] = read_fixture(SUMMARY)
-    k = FakeKubelet(cert, key, bodies, "kubelet-token").start()
-    k.cert = cert
-    try:
-        yield k
-    finally:
-        k.stop()
-
-
-@pytest.fixture
-def prometheus3(tmp_path):
-    p = Prometheus(prometheus3_bin(), str(tmp_path), name="prometheus3").start()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture
-def node_exporter_here(tmp_path):
-    ne = NodeExporter(str(tmp_path)).start()
-    try:
-        yield ne
-    finally:
-        ne.stop()
-
-
 PROBE_NAMES = ["kubernetes.default.svc.cluster.local", "ok.example.test", "nx.example.test",
                "fail.example.test", "drop.example.test"]
 
@@ -513,8 +481,8 @@ outputs:
 
 
 @pytest.mark.time_limit(300)
-def test_every_dashboard_query_answers(request, start_drover, tmp_path, loki, prometheus3, kube,
-                                       coredns_cached, kubelet_standin, node_exporter_here):
+def test_every_dashboard_query_answers(request, start_drover, tmp_path, loki, start_prometheus3,
+                                       kube, coredns_cached, kubelet, node_exporter):
     # the CoreDNS pod on this node, as the coredns input finds it
     kube.call("POST", "/api/v1/namespaces/kube-system/serviceaccounts", {
         "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}},
@@ -523,18 +491,19 @@ def test_every_dashboard_query_answers(request, start_drover, tmp_path, loki, pr
     with open(dns_token, "w") as f:
         f.write(kube.service_account_token("kube-system", "dns-reader", READER_RULES) + "\n")
     create_coredns_pod(kube, "coredns-7d9f-aaaaa", NODE, coredns_cached.metrics_port)
+    prometheus3 = start_prometheus3()
     kubelet_token = str(tmp_path / "kubelet-token")
     with open(kubelet_token, "w") as f:
-        f.write("kubelet-token\n")
+        f.write(next(iter(kubelet.tokens)) + "\n")
 
     logs = ContainerLogs(str(tmp_path / "var-log")).start()
     request.addfinalizer(logs.stop)
     port = free_port()
     cfg = drover_config(tmp_path, port=port, logs=logs.glob,
                         loki_url=loki.push_url, write_url=prometheus3.write_url,
-                        kubelet=kubelet_standin, kubelet_token=kubelet_token, kube=kube,
+                        kubelet=kubelet, kubelet_token=kubelet_token, kube=kube,
                         dns_token=dns_token, coredns=coredns_cached,
-                        node_exporter=node_exporter_here.address)
+                        node_exporter=node_exporter.address)
     d = start_drover(cfg)
     d.wait_ready()
     # TCP queries too, for coredns_dns_requests_total{proto="tcp"}
